@@ -1,0 +1,288 @@
+"""Generators and critics, each built as a stack of k members (see ``kgan_core.nn``).
+
+Three families:
+
+- ``mlp``: a generator/critic pair of MLPs for 2-D (or D-dimensional) point data.
+- ``thesis``: the thesis' nets. Generator = linear layer + 3 transposed convolutions;
+  critic = 2 convolutions + linear. Image side must be a multiple of 4 (28, 32, 64, ...).
+- ``dcgan``: DCGAN-style nets at 64 or 128 px (``dcgan64`` / ``dcgan128``).
+
+Every module takes and returns member-first tensors: a generator maps z of shape
+(k, B, latent) to (k, B, *item_shape); a critic maps (k, B, *item_shape) to scores (k, B).
+Critics also expose ``layer_names`` and ``features(x)`` so visualisations can read any
+layer's activations as (k, B, ...) tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from kgan_core.nn import (
+    EnsembleBatchNorm,
+    EnsembleConv2d,
+    EnsembleLayerNorm,
+    EnsembleLinear,
+    from_grouped,
+    to_grouped,
+)
+
+Arch = Literal["mlp", "thesis", "dcgan64", "dcgan128"]
+ARCHITECTURES: tuple[str, ...] = ("mlp", "thesis", "dcgan64", "dcgan128")
+
+
+class ArchitectureError(ValueError):
+    """The requested architecture cannot model data of this shape."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a member's networks (stored in every checkpoint)."""
+
+    arch: str
+    item_shape: tuple[int, ...]
+    latent_dim: int
+    width: int
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"item_shape": list(self.item_shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        return cls(d["arch"], tuple(d["item_shape"]), int(d["latent_dim"]), int(d["width"]))
+
+
+def default_spec(item_shape: tuple[int, ...], arch: str = "auto", latent_dim: int | None = None,
+                 width: int | None = None) -> ModelSpec:
+    """Pick the architecture and sizes a user would expect for data of this shape."""
+    if arch == "auto":
+        if len(item_shape) == 1:
+            arch = "mlp"
+        elif item_shape[-1] == 64:
+            arch = "dcgan64"
+        elif item_shape[-1] == 128:
+            arch = "dcgan128"
+        else:
+            arch = "thesis"
+    defaults = {"mlp": (8, 128), "thesis": (64, 16), "dcgan64": (100, 32), "dcgan128": (100, 32)}
+    if arch not in defaults:
+        raise ArchitectureError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    spec = ModelSpec(arch, tuple(item_shape), latent_dim or defaults[arch][0], width or defaults[arch][1])
+    check_spec(spec)
+    return spec
+
+
+def check_spec(spec: ModelSpec) -> None:
+    shape = spec.item_shape
+    if spec.arch == "mlp":
+        if len(shape) != 1:
+            raise ArchitectureError(f"the mlp pair models points (N, D); this data has items of shape {shape}")
+        return
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ArchitectureError(f"{spec.arch} models square images (C, S, S); this data has items of shape {shape}")
+    side = shape[-1]
+    if spec.arch == "thesis" and side % 4:
+        raise ArchitectureError(f"the thesis nets need an image side divisible by 4, got {side}; set image_size")
+    if spec.arch in ("dcgan64", "dcgan128") and side != int(spec.arch[5:]):
+        raise ArchitectureError(f"{spec.arch} needs {spec.arch[5:]} px images, got {side}; set image_size")
+
+
+# --- generators ---------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """Base: k stacked generators. Subclasses build ``self`` for (spec, k)."""
+
+    def __init__(self, spec: ModelSpec, k: int):
+        super().__init__()
+        self.spec, self.k = spec, k
+
+    def clone_empty(self, k: int) -> Generator:
+        return build_generator(self.spec, k)
+
+    def latent(self, k: int, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        return torch.randn(k, n, self.spec.latent_dim, generator=generator,
+                           device=device or self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+class MLPGenerator(Generator):
+    def __init__(self, spec: ModelSpec, k: int):
+        super().__init__(spec, k)
+        w, d = spec.width, spec.item_shape[0]
+        self.layers = nn.ModuleList([
+            EnsembleLinear(k, spec.latent_dim, w), EnsembleLinear(k, w, w),
+            EnsembleLinear(k, w, w), EnsembleLinear(k, w, d),
+        ])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for layer in self.layers[:-1]:
+            h = F.relu(layer(h))
+        return self.layers[-1](h)
+
+
+class ConvGenerator(Generator):
+    """Linear projection to a small feature map, then transposed convolutions up to the image.
+
+    ``thesis``: 3 transposed convolutions (two ×2 upsamplings and a stride-1 output layer),
+    so any side divisible by 4 works. ``dcgan``: ×2 upsamplings from 4×4 to the image side.
+    """
+
+    def __init__(self, spec: ModelSpec, k: int):
+        super().__init__(spec, k)
+        channels, side = spec.item_shape[0], spec.item_shape[-1]
+        w = spec.width
+        if spec.arch == "thesis":
+            self.base = side // 4
+            widths = [4 * w, 2 * w, w]
+        else:
+            self.base = 4
+            levels = int(math.log2(side // 4))  # 64 px: 4, 128 px: 5
+            widths = [w * 2 ** (levels - 1 - i) for i in range(levels)]
+        self.widths = widths
+        self.project = EnsembleLinear(k, spec.latent_dim, widths[0] * self.base ** 2)
+        self.project_norm = EnsembleBatchNorm(k, widths[0])
+        ups, norms = [], []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            ups.append(EnsembleConv2d(k, c_in, c_out, 4, 2, 1, transposed=True))
+            norms.append(EnsembleBatchNorm(k, c_out))
+        self.ups, self.norms = nn.ModuleList(ups), nn.ModuleList(norms)
+        if spec.arch == "thesis":
+            self.out = EnsembleConv2d(k, widths[-1], channels, 3, 1, 1, transposed=True)
+        else:
+            self.out = EnsembleConv2d(k, widths[-1], channels, 4, 2, 1, transposed=True)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        k, b, _ = z.shape
+        h = self.project(z)  # (k, B, C0*base*base)
+        h = h.transpose(0, 1).reshape(b, k * self.widths[0], self.base, self.base)
+        h = F.relu(self.project_norm(h))
+        for up, norm in zip(self.ups, self.norms, strict=True):
+            h = F.relu(norm(up(h)))
+        return from_grouped(torch.tanh(self.out(h)), k)
+
+
+# --- critics ------------------------------------------------------------------------------
+
+
+class Critic(nn.Module, ABC):
+    """Base: k stacked critics with named layers whose activations can be read."""
+
+    layer_names: tuple[str, ...] = ()
+
+    def __init__(self, spec: ModelSpec, k: int):
+        super().__init__()
+        self.spec, self.k = spec, k
+
+    def clone_empty(self, k: int) -> Critic:
+        return build_critic(self.spec, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x, upto=self.layer_names[-1])[self.layer_names[-1]].squeeze(-1)
+
+    @abstractmethod
+    def features(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        """Activations of every named layer up to ``upto``, each member-first (k, B, ...)."""
+
+
+class MLPCritic(Critic):
+    layer_names = ("fc1", "fc2", "fc3", "score")
+
+    def __init__(self, spec: ModelSpec, k: int):
+        super().__init__(spec, k)
+        w, d = spec.width, spec.item_shape[0]
+        self.layers = nn.ModuleList([
+            EnsembleLinear(k, d, w), EnsembleLinear(k, w, w),
+            EnsembleLinear(k, w, w), EnsembleLinear(k, w, 1),
+        ])
+
+    def features(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        out, h = {}, x
+        for name, layer in zip(self.layer_names, self.layers, strict=True):
+            h = layer(h)
+            if name != "score":
+                h = F.leaky_relu(h, 0.2)
+            out[name] = h
+            if name == upto:
+                break
+        return out
+
+
+class ConvCritic(Critic):
+    """Strided convolutions then a linear score.
+
+    ``thesis``: 2 convolutions (×1/2 each) + linear, no normalisation, as in the thesis.
+    ``dcgan``: ×1/2 convolutions down to 4×4 with per-member layer norm (batch norm would
+    break the gradient penalty), then a linear score.
+    """
+
+    def __init__(self, spec: ModelSpec, k: int):
+        super().__init__(spec, k)
+        channels, side = spec.item_shape[0], spec.item_shape[-1]
+        w = spec.width
+        levels = 2 if spec.arch == "thesis" else int(math.log2(side // 4))
+        widths = [channels] + [w * 2 ** i for i in range(levels)]
+        self.convs = nn.ModuleList(
+            EnsembleConv2d(k, c_in, c_out, 4, 2, 1) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        normed = spec.arch != "thesis"
+        self.norms = nn.ModuleList(
+            EnsembleLayerNorm(k, c) if normed and i > 0 else nn.Identity() for i, c in enumerate(widths[1:])
+        )
+        final_side = side // 2 ** levels
+        self.score = EnsembleLinear(k, widths[-1] * final_side ** 2, 1)
+        self.layer_names = tuple(f"conv{i + 1}" for i in range(levels)) + ("score",)
+
+    def features(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        k = x.shape[0]
+        out = {}
+        h = to_grouped(x)
+        for name, conv, norm in zip(self.layer_names, self.convs, self.norms, strict=False):
+            h = F.leaky_relu(norm(conv(h)), 0.2)
+            out[name] = from_grouped(h, k)
+            if name == upto:
+                return out
+        b = h.shape[0]
+        flat = h.reshape(b, k, -1).transpose(0, 1)
+        out["score"] = self.score(flat)
+        return out
+
+
+def build_generator(spec: ModelSpec, k: int) -> Generator:
+    check_spec(spec)
+    return MLPGenerator(spec, k) if spec.arch == "mlp" else ConvGenerator(spec, k)
+
+
+def build_critic(spec: ModelSpec, k: int) -> Critic:
+    check_spec(spec)
+    return MLPCritic(spec, k) if spec.arch == "mlp" else ConvCritic(spec, k)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def width_for_budget(spec: ModelSpec, k: int) -> int:
+    """Width of a single (k=1) member whose parameter count matches k members of ``spec``.
+
+    Used to build the single-GAN baseline "with about the same total parameters".
+    """
+    target = k * (parameter_count(build_generator(spec, 1)) + parameter_count(build_critic(spec, 1)))
+    lo, hi = 1, spec.width * k * 4
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        trial = ModelSpec(spec.arch, spec.item_shape, spec.latent_dim, mid)
+        size = parameter_count(build_generator(trial, 1)) + parameter_count(build_critic(trial, 1))
+        lo, hi = (mid, hi) if size <= target else (lo, mid - 1)
+    return lo
