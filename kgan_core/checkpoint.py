@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -112,11 +112,9 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         raise CheckpointError(f"no checkpoint in {run_dir}: expected {path} (train a run there first)")
     try:
         tensors = load_file(path)
-        from safetensors import safe_open
-
         with safe_open(path, "pt") as f:
             header = f.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable kgan checkpoint: {exc}") from exc
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a kgan checkpoint (format {header.get('format')!r}, "

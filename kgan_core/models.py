@@ -117,6 +117,14 @@ class Generator(nn.Module):
 
 
 class MLPGenerator(Generator):
+    """MLP generator whose output lives in its tile's frame: anchor + spread · net(z).
+
+    The trainer sets ``anchor`` (the tile's mean) and ``spread`` (its standard deviation)
+    at every re-tiling. A member whose tile is one mode of σ=0.02 then learns a unit-scale
+    problem instead of having to hit a point 2 units away to within a few hundredths; for
+    k=1 this is ordinary data standardisation.
+    """
+
     def __init__(self, spec: ModelSpec, k: int):
         super().__init__(spec, k)
         w, d = spec.width, spec.item_shape[0]
@@ -124,12 +132,18 @@ class MLPGenerator(Generator):
             EnsembleLinear(k, spec.latent_dim, w), EnsembleLinear(k, w, w),
             EnsembleLinear(k, w, w), EnsembleLinear(k, w, d),
         ])
+        self.register_buffer("anchor", torch.zeros(k, 1, d))
+        self.register_buffer("spread", torch.ones(k, 1, 1))
+
+    def set_frame(self, anchor: torch.Tensor, spread: torch.Tensor) -> None:
+        self.anchor.copy_(anchor.reshape(self.anchor.shape))
+        self.spread.copy_(spread.reshape(self.spread.shape))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = z
         for layer in self.layers[:-1]:
             h = F.relu(layer(h))
-        return self.layers[-1](h)
+        return self.anchor + self.spread * self.layers[-1](h)
 
 
 class ConvGenerator(Generator):
@@ -191,12 +205,24 @@ class Critic(nn.Module, ABC):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x, upto=self.layer_names[-1])[self.layer_names[-1]].squeeze(-1)
 
+    def input_spread(self) -> torch.Tensor | float:
+        """Scale of the frame the critic reads its input in ((k, 1), or 1 for data space)."""
+        return 1.0
+
     @abstractmethod
     def features(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
         """Activations of every named layer up to ``upto``, each member-first (k, B, ...)."""
 
 
 class MLPCritic(Critic):
+    """MLP critic that reads points in its tile's frame, (x - anchor) / spread.
+
+    Without this a critic at unit scale cannot tell apart points a few hundredths apart,
+    and its member settles several σ off its mode. ``input_spread`` lets the trainer apply
+    the gradient penalty in the same frame, so each member is a standard WGAN-GP on its
+    whitened tile.
+    """
+
     layer_names = ("fc1", "fc2", "fc3", "score")
 
     def __init__(self, spec: ModelSpec, k: int):
@@ -206,9 +232,18 @@ class MLPCritic(Critic):
             EnsembleLinear(k, d, w), EnsembleLinear(k, w, w),
             EnsembleLinear(k, w, w), EnsembleLinear(k, w, 1),
         ])
+        self.register_buffer("anchor", torch.zeros(k, 1, d))
+        self.register_buffer("spread", torch.ones(k, 1, 1))
+
+    def set_frame(self, anchor: torch.Tensor, spread: torch.Tensor) -> None:
+        self.anchor.copy_(anchor.reshape(self.anchor.shape))
+        self.spread.copy_(spread.reshape(self.spread.shape))
+
+    def input_spread(self) -> torch.Tensor:
+        return self.spread.reshape(self.k, 1)
 
     def features(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
-        out, h = {}, x
+        out, h = {}, (x - self.anchor) / self.spread
         for name, layer in zip(self.layer_names, self.layers, strict=True):
             h = layer(h)
             if name != "score":

@@ -1,0 +1,160 @@
+"""The ``kgan`` command.
+
+``kgan train``, ``kgan sample`` and ``kgan info`` live here. Other packages add commands
+through the ``kgan.commands`` entry-point group (the service adds ``serve`` and
+``create-key``), so this library never imports the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from kgan_core.checkpoint import CheckpointError
+from kgan_core.data import DatasetError
+from kgan_core.models import ArchitectureError
+from kgan_core.render import image_grid, png_bytes, save_bytes, scatter_png
+from kgan_core.train import Progress, TrainConfig, TrainingError, train
+
+USER_ERRORS = (DatasetError, CheckpointError, ArchitectureError, TrainingError, ValidationError,
+               ValueError, FileNotFoundError)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    return json.loads(text)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = load_config_file(Path(args.config)) if args.config else {}
+    flags = {"dataset": args.data, "k": args.k, "arch": args.arch, "steps": args.steps,
+             "seed": args.seed, "assignment": args.assignment, "image_size": args.image_size,
+             "data_root": args.data_root, "device": args.device}
+    values.update({name: value for name, value in flags.items() if value is not None})
+    for item in args.set or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+        values[name.strip().replace("-", "_")] = _parse_value(value)
+    return TrainConfig.model_validate(values)
+
+
+def print_progress(progress: Progress) -> None:
+    w = sum(progress.wasserstein) / len(progress.wasserstein)
+    eta = f"{progress.eta_s:6.0f}s" if progress.eta_s is not None else "     ?"
+    print(f"step {progress.step:>7}/{progress.total}  W≈{w:8.4f}  eta {eta}  "
+          f"tiles {progress.tile_sizes}", flush=True)
+    for event in progress.events:
+        print(f"  note: {event}", flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    result = train(config, Path(args.out), callback=None if args.quiet else print_progress,
+                   resume=not args.no_resume)
+    print(f"run saved in {result.run_dir} at step {result.step}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from kgan_core.run import load_run
+
+    run = load_run(args.run)
+    samples = run.sample(args.n, member=args.member, seed=args.seed)
+    out = Path(args.out)
+    if out.suffix == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, samples.cpu().numpy())
+    elif out.suffix == ".png":
+        if run.dataset_kind == "points":
+            who = f"member {args.member}" if args.member is not None else "ensemble"
+            save_bytes(out, scatter_png(samples, title=f"{who}, {args.n} samples, seed {args.seed}"))
+        else:
+            save_bytes(out, png_bytes(image_grid(samples)))
+    else:
+        raise ValueError(f"--out must end in .npy or .png, got {out.name!r}")
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from kgan_core.run import load_run
+
+    run = load_run(args.run)
+    info = {"run": str(run.run_dir), "step": run.step, "k": run.k, "spec": run.spec.to_dict(),
+            "tile_sizes": run.tile_sizes, "tile_shares": [round(s, 4) for s in run.tile_shares],
+            "metrics": run.metrics, "events": run.events, "config": run.config.model_dump()}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kgan", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (or resume) a k-GAN run")
+    p.add_argument("--config", help="JSON or TOML file of TrainConfig fields; flags override it")
+    p.add_argument("--data", help="built-in dataset (ring8, grid25, mnist, ...) or a path")
+    p.add_argument("--data-root", help="folder holding built-in datasets' files")
+    p.add_argument("--k", type=int)
+    p.add_argument("--arch", choices=["auto", "mlp", "thesis", "dcgan64", "dcgan128"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--assignment", choices=["voronoi", "balanced", "none"])
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--device")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any other TrainConfig field")
+    p.add_argument("--out", required=True, help="run folder (resumed if it holds a checkpoint)")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="draw samples from a run")
+    p.add_argument("run")
+    p.add_argument("--member", type=int, help="one member; default: the ensemble weighted by tile size")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help=".npy (array) or .png (grid / scatter plot)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", help="config, tile sizes and metrics of a run")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_info)
+
+    for ep in entry_points(group="kgan.commands"):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"kgan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""k-GAN training: it learns, it is deterministic, it resumes exactly, batched == sequential."""
+
+import json
+
+import pytest
+import torch
+
+from kgan_core.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
+from kgan_core.data import load_dataset
+from kgan_core.run import MemberIndexError, load_run
+from kgan_core.train import KGANTrainer, TrainConfig, TrainingError, train
+
+TINY = dict(dataset="ring8", n_points=400, k=4, width=16, batch_size=32, n_critic=2, steps=12,
+            rounds=2, log_every=4, checkpoint_every=5)
+
+
+def tiny(**overrides) -> TrainConfig:
+    return TrainConfig(**(TINY | overrides))
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir).generator | {f"D.{k}": v for k, v in load_checkpoint(run_dir).critic.items()}
+
+
+def test_short_ring8_run_learns_each_modes_spread(tmp_path):
+    # Members start collapsed at their tile's mean (see MLPGenerator); training must spread each
+    # one out toward its mode's σ while keeping every sample on the ring.
+    config = TrainConfig(dataset="ring8", n_points=2000, k=8, width=32, steps=300, rounds=1, lr_g=1e-3,
+                         lr_d=1e-3, n_critic=2, seed=3, log_every=100)
+    data = load_dataset("ring8", n_points=2000, seed=3)
+    before = KGANTrainer(config, data)
+    z = torch.randn(8, 250, before.spec.latent_dim, generator=torch.Generator().manual_seed(0))
+    spread_start = before.members.generate(z).std(1).mean()
+    train(config, tmp_path / "run", dataset=data)
+    run = load_run(tmp_path / "run")
+    spread_end = run.sample_members(250, seed=0).std(1).mean()
+    assert abs(torch.log(spread_end / data.sigma)) < 0.5 * abs(torch.log(spread_start / data.sigma))
+    assert run.metrics["modes_captured"] == 8
+    assert run.metrics["high_quality_share"] > 0.5
+    assert run.metrics["tile_label_nmi"] > 0.9
+
+
+def test_progress_callback_reports_and_can_stop(tmp_path):
+    seen = []
+
+    def callback(progress):
+        seen.append(progress)
+        return progress.step < 8  # ask to stop at step 8
+
+    result = train(tiny(), tmp_path / "run", callback=callback)
+    assert result.stopped and result.step == 8
+    assert [p.step for p in seen] == [4, 8]
+    p = seen[-1]
+    assert p.total == 12 and len(p.d_loss) == len(p.wasserstein) == len(p.tile_sizes) == 4
+    assert sum(p.tile_sizes) == 400
+    assert load_checkpoint(tmp_path / "run").step == 8  # a stop always leaves a checkpoint
+
+
+def test_same_seed_same_run(tmp_path):
+    train(tiny(), tmp_path / "a")
+    train(tiny(), tmp_path / "b")
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    train(tiny(), tmp_path / "straight")
+    train(tiny(), tmp_path / "resumed", callback=lambda p: p.step < 8)
+    assert load_checkpoint(tmp_path / "resumed").step == 8
+    train(tiny(), tmp_path / "resumed")  # same folder: continues from step 8
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert b.step == 12
+    for name in a.generator:
+        assert torch.equal(a.generator[name], b.generator[name]), name
+    for name in a.critic:
+        assert torch.equal(a.critic[name], b.critic[name]), name
+    assert torch.equal(a.assignment, b.assignment) and torch.equal(a.masses, b.masses)
+    assert torch.equal(a.rng_state, b.rng_state)
+    for index, state in a.opt_d["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b.opt_d["state"][index][key]))
+
+
+@pytest.mark.parametrize("arch, dataset_kwargs", [
+    ("mlp", {}),
+    ("thesis", {"dataset": "/work/shared/data/mnist", "image_size": 16, "limit": 64, "width": 4}),
+])
+def test_batched_step_matches_the_sequential_reference(tmp_path, arch, dataset_kwargs, shared_mnist):
+    kwargs = {"arch": arch, "steps": 6, "rounds": 1, "k": 3} | dataset_kwargs
+    if "dataset" in kwargs:
+        kwargs["dataset"] = str(shared_mnist)
+    train(tiny(**kwargs), tmp_path / "batched")
+    train(tiny(execution="sequential", **kwargs), tmp_path / "sequential")
+    a, b = load_checkpoint(tmp_path / "batched"), load_checkpoint(tmp_path / "sequential")
+    for name in a.generator:
+        assert torch.allclose(a.generator[name], b.generator[name], atol=1e-4, rtol=1e-3), name
+    for name in a.critic:
+        assert torch.allclose(a.critic[name], b.critic[name], atol=1e-4, rtol=1e-3), name
+    assert torch.equal(a.assignment, b.assignment)
+
+
+@pytest.mark.parametrize("assignment", ["balanced", "none"])
+def test_other_assignments(tmp_path, assignment):
+    train(tiny(assignment=assignment), tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    if assignment == "balanced":
+        assert max(run.tile_sizes) - min(run.tile_sizes) <= 1
+    else:
+        assert run.tile_sizes == [400] * 4 and run.tile_shares == [0.25] * 4
+
+
+def test_weight_clipping_keeps_critic_weights_in_range(tmp_path):
+    train(tiny(loss="wgan-clip", clip_value=0.05), tmp_path / "run")
+    critic = load_checkpoint(tmp_path / "run").critic
+    assert max(float(v.abs().max()) for k, v in critic.items() if k.startswith("layers")) <= 0.05 + 1e-7
+
+
+def test_run_samples_per_member_and_for_the_ensemble(tmp_path):
+    train(tiny(), tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert run.sample(10, member=2, seed=1).shape == (10, 2)
+    assert torch.equal(run.sample(10, member=2, seed=1), run.sample(10, member=2, seed=1))
+    assert torch.allclose(run.sample(10, member=2, seed=1), run.sample_members(10, seed=1)[2], atol=1e-6)
+    assert run.sample(33, seed=0).shape == (33, 2)
+    with pytest.raises(MemberIndexError, match="numbered 0 to 3"):
+        run.sample(1, member=4)
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert summary["step"] == 12 and summary["config"]["k"] == 4
+
+
+def test_k_larger_than_the_data_fails_before_writing(tmp_path):
+    with pytest.raises(TrainingError, match="k=20"):
+        train(tiny(n_points=10, k=20), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_k_below_one_is_rejected():
+    with pytest.raises(ValueError, match="k"):
+        tiny(k=0)
+
+
+def test_checkpoint_from_another_architecture_is_refused(tmp_path):
+    train(tiny(), tmp_path / "run")
+    before = (tmp_path / "run" / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(CheckpointError, match="width"):
+        train(tiny(width=8), tmp_path / "run")
+    assert (tmp_path / "run" / CHECKPOINT_FILE).read_bytes() == before
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable kgan checkpoint"):
+        load_run(tmp_path / "run")
