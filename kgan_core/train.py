@@ -67,6 +67,8 @@ class TrainConfig(BaseModel):
     beta2: float = Field(0.9, ge=0.0, lt=1.0)
     assignment: Literal["voronoi", "balanced", "none"] = "voronoi"
     rounds: int = Field(4, ge=0, le=10_000, description="medoid moves + re-tilings during training")
+    lr_decay: Literal["linear", "none"] = Field(
+        "linear", description="linear: learning rates fall to 0 at the last step (damps the final GAN oscillation)")
     medoid: Literal["mean", "sample"] = "mean"
     medoid_samples: int = Field(256, ge=2, le=10_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -188,6 +190,11 @@ class BatchedMembers:
         finally:
             self.generator.train()
 
+    def set_lr_factor(self, factor: float) -> None:
+        for opt, base in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+
     def set_frames(self, anchor: torch.Tensor, spread: torch.Tensor) -> None:
         self.generator.set_frame(anchor, spread)
         self.critic.set_frame(anchor, spread)
@@ -219,6 +226,10 @@ class SequentialMembers:
 
     def generate(self, z):
         return torch.cat([m.generate(z[j:j + 1]) for j, m in enumerate(self.members)])
+
+    def set_lr_factor(self, factor: float) -> None:
+        for m in self.members:
+            m.set_lr_factor(factor)
 
     def set_frames(self, anchor: torch.Tensor, spread: torch.Tensor) -> None:
         for j, m in enumerate(self.members):
@@ -343,6 +354,9 @@ class KGANTrainer:
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg, k = self.config, self.config.k
         extra = (1,) * len(self.dataset.item_shape)
+        if cfg.lr_decay == "linear":
+            # A function of the step alone, so a resumed run follows the same schedule.
+            self.members.set_lr_factor(max(0.0, 1.0 - self.step / cfg.steps))
         for _ in range(cfg.n_critic):
             rows = self.tiles.sample_rows(cfg.batch_size, self.rng)
             real = self.dataset.to_model(self.data[rows])
