@@ -26,7 +26,7 @@ def test_short_ring8_run_learns_each_modes_spread(tmp_path):
     # Members start collapsed at their tile's mean (see MLPGenerator); training must spread each
     # one out toward its mode's σ while keeping every sample on the ring.
     config = TrainConfig(dataset="ring8", n_points=2000, k=8, width=32, steps=300, rounds=1, lr_g=1e-3,
-                         lr_d=1e-3, n_critic=2, seed=3, log_every=100)
+                         lr_d=1e-3, lr_decay="none", n_critic=2, seed=3, log_every=100)
     data = load_dataset("ring8", n_points=2000, seed=3)
     before = KGANTrainer(config, data)
     z = torch.randn(8, 250, before.spec.latent_dim, generator=torch.Generator().manual_seed(0))
