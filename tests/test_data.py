@@ -2,6 +2,9 @@
 
 import gzip
 import io
+import os
+import stat
+import struct
 import tarfile
 import time
 import zipfile
@@ -11,99 +14,343 @@ import pytest
 import torch
 from PIL import Image
 
-from kgan_core.data import BUILTIN_DATASETS, DatasetError, images_from_model, images_to_model, load_dataset
+from kgan_core.data import BUILTIN_DATASETS, Dataset, DatasetError, images_from_model, images_to_model, load_dataset
 
 
-def png(color, size=(6, 6), mode="RGB") -> bytes:
+def encode(color, size=(6, 6), mode="RGB", fmt="PNG") -> bytes:
     buf = io.BytesIO()
-    Image.new(mode, size, color).save(buf, format="PNG")
+    Image.new(mode, size, color).save(buf, format=fmt)
     return buf.getvalue()
 
 
+def noise(size=(12, 12), channels=3, seed=0) -> np.ndarray:
+    shape = (size[1], size[0], channels) if channels == 3 else (size[1], size[0])
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def png_of(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_tree(folder, files: dict[str, bytes]):
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def write_zip(path, files: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
+def write_tar(path, files: dict[str, bytes], compression=""):
+    with tarfile.open(path, f"w:{compression}") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def idx(array: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+# --- 2-D mixtures --------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("name, modes, sigma", [("ring8", 8, 0.02), ("grid25", 25, 0.05)])
-def test_mixtures(name, modes, sigma):
+def test_mixtures_are_seeded_samples_around_their_centres(name, modes, sigma):
     a = load_dataset(name, n_points=5000, seed=1)
-    assert a.kind == "points" and a.x.shape == (5000, 2) and a.x.dtype == torch.float32
-    assert a.centres.shape == (modes, 2) and a.sigma == sigma
+    assert a.kind == "points" and a.x.shape == (5000, 2) and a.x.dtype == torch.float32 and a.item_shape == (2,)
+    assert a.centres.shape == (modes, 2) and a.centres.dtype == torch.float32 and a.sigma == sigma
     assert torch.equal(a.x, load_dataset(name, n_points=5000, seed=1).x)
     assert not torch.equal(a.x, load_dataset(name, n_points=5000, seed=2).x)
     nearest = torch.cdist(a.x, a.centres).min(1)
-    assert torch.equal(nearest.indices, a.labels)
+    assert torch.equal(nearest.indices, a.labels) and a.labels.dtype == torch.int64
     assert float(nearest.values.max()) < 6 * sigma
     assert torch.bincount(a.labels, minlength=modes).min() > 5000 / modes * 0.7
+    assert torch.equal(a.to_model(a.x), a.x)
 
 
-def test_ring8_centres_sit_on_radius_two():
-    assert torch.allclose(load_dataset("ring8").centres.norm(dim=1), torch.full((8,), 2.0))
+def test_mixture_centres_follow_the_design():
+    ring = load_dataset("ring8").centres
+    angles = torch.arange(8) * (2 * torch.pi / 8)
+    assert torch.allclose(ring, 2 * torch.stack([angles.cos(), angles.sin()], 1), atol=1e-6)
+    grid = {tuple(c) for c in load_dataset("grid25").centres.tolist()}
+    assert grid == {(x, y) for x in (-4.0, -2.0, 0.0, 2.0, 4.0) for y in (-4.0, -2.0, 0.0, 2.0, 4.0)}
+
+
+def test_limit_keeps_the_first_points():
+    full = load_dataset("grid25", n_points=300, seed=4)
+    cut = load_dataset("grid25", n_points=300, seed=4, limit=40)
+    assert torch.equal(cut.x, full.x[:40]) and torch.equal(cut.labels, full.labels[:40])
+
+
+# --- MNIST and IDX --------------------------------------------------------------------------------
 
 
 def test_mnist_from_the_shared_idx_files(shared_mnist):
     d = load_dataset("mnist", root=shared_mnist)
-    assert d.x.shape == (10000, 1, 28, 28) and d.x.dtype == torch.uint8
+    assert d.name == "mnist" and d.kind == "images"
+    assert d.x.shape == (10000, 1, 28, 28) and d.x.dtype == torch.uint8 and d.x.is_contiguous()
     assert d.labels.shape == (10000,) and set(d.labels.tolist()) == set(range(10))
-    same = load_dataset(shared_mnist, image_size=32, limit=100)
-    assert same.x.shape == (100, 1, 32, 32) and torch.equal(same.labels, d.labels[:100])
+    assert d.classes == tuple("0123456789")
+    as_folder = load_dataset(shared_mnist)
+    assert torch.equal(as_folder.x, d.x) and torch.equal(as_folder.labels, d.labels)
+    small = load_dataset(shared_mnist, image_size=32, limit=100)
+    assert small.x.shape == (100, 1, 32, 32) and torch.equal(small.labels, d.labels[:100])
+    one_file = load_dataset(shared_mnist / "t10k-images-idx3-ubyte.gz", limit=7)
+    assert torch.equal(one_file.x, d.x[:7]) and torch.equal(one_file.labels, d.labels[:7])
 
 
-def test_corrupt_idx_file_is_named(tmp_path):
-    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
-    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz"):
+def test_mnist_resized_to_32_keeps_the_digits(shared_mnist):
+    d = load_dataset("mnist", root=shared_mnist, limit=500)
+    big = load_dataset("mnist", root=shared_mnist, limit=500, image_size=32)
+    assert big.x.shape == (500, 1, 32, 32) and big.x.dtype == torch.uint8
+    assert abs(big.x.float().mean() - d.x.float().mean()) < 3  # same ink, spread over more pixels
+    rgb = load_dataset("mnist", root=shared_mnist, limit=5, channels=3)
+    assert rgb.x.shape == (5, 3, 28, 28)
+    assert torch.equal(rgb.x[:, 0], d.x[:5, 0]) and torch.equal(rgb.x[:, 2], d.x[:5, 0])
+
+
+def test_train_and_test_pairs_load_train_first(tmp_path):
+    train, test = np.full((3, 4, 4), 10, np.uint8), np.full((2, 4, 4), 200, np.uint8)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx(train))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx(np.array([1, 2, 3])))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(test)))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(np.array([4, 5]))))
+    d = load_dataset("mnist", root=tmp_path)
+    assert d.x[:, 0, 0, 0].tolist() == [10, 10, 10, 200, 200] and d.labels.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_fashion_mnist_is_read_from_root_without_any_download(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"  # where torchvision's download leaves it
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(idx(np.zeros((4, 28, 28), np.uint8)))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(np.array([0, 9, 3, 3])))
+    d = load_dataset("fashion-mnist", root=tmp_path)
+    assert d.name == "fashion-mnist" and d.x.shape == (4, 1, 28, 28) and d.classes[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("content, why", [
+    (gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20), "truncated"),
+    (gzip.compress(b"\x12\x34\x08\x03" + b"\x00" * 20), "magic"),
+    (gzip.compress(idx(np.zeros((2, 4, 4), np.uint8)))[:30], "cannot read"),
+    (b"not gzip at all", "cannot read"),
+])
+def test_corrupt_idx_files_are_named(tmp_path, content, why):
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(content)
+    with pytest.raises(DatasetError, match=f"t10k-images-idx3-ubyte.gz.*{why}|{why}.*t10k-images-idx3-ubyte.gz"):
         load_dataset(tmp_path)
 
 
+def test_idx_labels_that_do_not_match_the_images_are_named(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx(np.zeros((3, 4, 4), np.uint8)))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx(np.array([1, 2])))
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", root=tmp_path)
+
+
+# --- folders and archives of images ---------------------------------------------------------------
+
+
 def test_folder_with_subfolder_labels_grey_and_rgb(tmp_path):
-    (tmp_path / "cats").mkdir()
-    (tmp_path / "dogs").mkdir()
-    (tmp_path / "cats" / "a.png").write_bytes(png((255, 0, 0)))
-    (tmp_path / "dogs" / "b.png").write_bytes(png(128, mode="L"))
-    (tmp_path / ".hidden.png").write_bytes(b"junk")
+    write_tree(tmp_path, {"cats/a.png": encode((255, 0, 0)), "dogs/b.png": encode(128, mode="L"),
+                          "dogs/c.jpg": encode((0, 0, 255), fmt="JPEG"), ".hidden.png": b"junk",
+                          "cats/.DS_Store": b"junk", "notes.txt": b"ignored"})
     d = load_dataset(tmp_path)
-    assert d.x.shape == (2, 3, 6, 6) and d.labels.tolist() == [0, 1]  # mixed modes -> RGB
+    assert d.name == tmp_path.name and d.kind == "images"
+    assert d.x.shape == (3, 3, 6, 6) and d.labels.tolist() == [0, 1, 1]  # any colour -> all RGB
+    assert d.classes == ("cats", "dogs")
+    assert d.x[0, :, 0, 0].tolist() == [255, 0, 0] and d.x[1, :, 0, 0].tolist() == [128, 128, 128]
     grey = load_dataset(tmp_path, channels=1, image_size=8)
-    assert grey.x.shape == (2, 1, 8, 8)
-    assert int(grey.x[1].float().mean().round()) == 128
+    assert grey.x.shape == (3, 1, 8, 8)
+    assert grey.x[1].unique().tolist() == [128] and grey.x[0].unique().tolist() == [76]  # PIL's luma of red
 
 
-@pytest.mark.parametrize("kind", ["zip", "tar.gz", "tar"])
-def test_archives_round_trip(tmp_path, kind):
-    members = {f"img{i}.png": png((i * 40, 0, 0)) for i in range(3)}
+def test_all_grey_folder_stays_grey_and_channels_3_makes_rgb(tmp_path):
+    write_tree(tmp_path, {"a.png": encode(10, mode="L"), "b.gif": encode(20, mode="L", fmt="GIF"),
+                          "c.bmp": encode(30, mode="L", fmt="BMP")})
+    d = load_dataset(tmp_path)
+    assert d.x.shape == (3, 1, 6, 6) and d.x[:, 0, 0, 0].tolist() == [10, 20, 30] and d.labels is None
+    assert load_dataset(tmp_path, channels=3).x.shape == (3, 3, 6, 6)
+
+
+def test_sixteen_bit_and_alpha_images_are_scaled_not_clipped(tmp_path):
+    deep = Image.fromarray(np.full((5, 5), 32896, np.uint16))  # 128 * 257
+    buf = io.BytesIO()
+    deep.save(buf, format="PNG")
+    write_tree(tmp_path, {"deep.png": buf.getvalue(), "rgba.png": encode((9, 8, 7, 0), size=(5, 5), mode="RGBA")})
+    d = load_dataset(tmp_path, channels=1)
+    assert d.x[0].unique().tolist() == [128]
+    assert load_dataset(tmp_path).x[1, :, 0, 0].tolist() == [9, 8, 7]  # alpha dropped
+
+
+def test_labels_use_the_first_subfolder_below_a_shared_top_folder(tmp_path):
+    files = {"faces/ann/1.png": encode(1, mode="L"), "faces/ann/x/2.png": encode(2, mode="L"),
+             "faces/bob/3.png": encode(3, mode="L")}
+    d = load_dataset(write_tree(tmp_path / "tree", files))
+    assert d.labels.tolist() == [0, 0, 1] and d.classes == ("ann", "bob")
+    flat = load_dataset(write_tree(tmp_path / "flat", {"only/1.png": encode(1, mode="L")}))
+    assert flat.labels is None and flat.classes is None
+    mixed = load_dataset(write_tree(tmp_path / "mixed", {"top.png": encode(1, mode="L"),
+                                                         "sub/1.png": encode(1, mode="L")}))
+    assert mixed.labels is None
+
+
+def test_labels_keep_their_class_index_under_limit(tmp_path):
+    write_tree(tmp_path, {f"{c}/{i}.png": encode(i, mode="L") for c in ("a", "b", "c") for i in range(2)})
+    d = load_dataset(tmp_path, limit=3)
+    assert d.n == 3 and d.labels.tolist() == [0, 0, 1] and d.classes == ("a", "b", "c")
+
+
+def test_non_square_images_are_centre_cropped_before_resizing(tmp_path):
+    image = np.zeros((4, 12), np.uint8)
+    image[:, 4:8] = 255  # the centre square is white, the sides black
+    write_tree(tmp_path, {"wide.png": png_of(image)})
+    d = load_dataset(tmp_path, image_size=8)
+    assert d.x.shape == (1, 1, 8, 8) and d.x.min() == 255
+
+
+def test_images_of_different_sizes_need_image_size(tmp_path):
+    write_tree(tmp_path, {"a.png": encode(0, size=(6, 6)), "b.png": encode(0, size=(9, 7))})
+    with pytest.raises(DatasetError, match=r"b\.png is 9x7.*image_size"):
+        load_dataset(tmp_path)
+    assert load_dataset(tmp_path, image_size=5).x.shape == (2, 3, 5, 5)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz", "tgz"])
+def test_archives_load_the_same_pixels_and_labels_as_the_folder(tmp_path, kind):
+    files = {f"set/{c}/img{i}.png": png_of(noise(seed=10 * i + len(c))) for c in ("x", "yy") for i in range(3)}
+    files["set/readme.txt"] = b"not an image, skipped"
+    folder = load_dataset(write_tree(tmp_path / "folder", files))
     path = tmp_path / f"data.{kind}"
     if kind == "zip":
-        with zipfile.ZipFile(path, "w") as z:
-            for name, data in members.items():
-                z.writestr(name, data)
+        write_zip(path, files)
     else:
-        with tarfile.open(path, "w:gz" if kind == "tar.gz" else "w") as t:
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
+        write_tar(path, files, "" if kind == "tar" else "gz")
     d = load_dataset(path)
-    assert d.x.shape == (3, 3, 6, 6) and d.labels is None
-    assert d.x[:, 0, 0, 0].tolist() == [0, 40, 80]
+    assert d.name == f"data.{kind}" and d.x.shape == (6, 3, 12, 12)
+    assert torch.equal(d.x, folder.x) and d.labels.tolist() == [0, 0, 0, 1, 1, 1] and d.classes == ("x", "yy")
 
 
-def test_npy_points_and_npz_images(tmp_path):
-    np.save(tmp_path / "pts.npy", np.random.default_rng(0).normal(size=(50, 3)))
-    pts = load_dataset(tmp_path / "pts.npy")
-    assert pts.kind == "points" and pts.x.shape == (50, 3) and pts.x.dtype == torch.float32
-    images = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype(np.float32)
-    np.savez(tmp_path / "im.npz", images=images, labels=np.arange(4))
-    im = load_dataset(tmp_path / "im.npz")
-    assert im.kind == "images" and im.x.shape == (4, 3, 8, 8) and im.labels.tolist() == [0, 1, 2, 3]
-    assert abs(int(im.x[0, 0, 0, 0]) - round(float(images[0, 0, 0, 0]) * 255)) <= 1
+def test_folder_and_array_of_the_same_pixels_load_identically(tmp_path):
+    images = np.stack([noise(size=(20, 14), seed=s) for s in range(4)])  # (4, 14, 20, 3)
+    write_tree(tmp_path / "f", {f"{i}.png": png_of(a) for i, a in enumerate(images)})
+    np.save(tmp_path / "a.npy", images)
+    for options in ({}, {"image_size": 9}, {"channels": 1, "image_size": 16}):
+        from_files = load_dataset(tmp_path / "f", **options)
+        from_array = load_dataset(tmp_path / "a.npy", **options)
+        assert torch.equal(from_files.x, from_array.x), options
+
+
+# --- numpy arrays ---------------------------------------------------------------------------------
+
+
+def test_npy_points_and_npz_points_with_labels(tmp_path):
+    points = np.random.default_rng(0).normal(size=(50, 3))
+    np.save(tmp_path / "pts.npy", points)
+    d = load_dataset(tmp_path / "pts.npy", image_size=8, channels=1)  # image options do not apply to points
+    assert d.kind == "points" and d.x.shape == (50, 3) and d.x.dtype == torch.float32 and d.labels is None
+    assert np.allclose(d.x.numpy(), points, atol=1e-6)
+    np.savez(tmp_path / "pts.npz", y=np.arange(50) % 4, points=points)
+    d = load_dataset(tmp_path / "pts.npz", limit=10)
+    assert d.x.shape == (10, 3) and d.labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+
+
+@pytest.mark.parametrize("shape, to_nchw", [
+    ((4, 8, 6), lambda a: a[:, None]),
+    ((4, 8, 6, 3), lambda a: a.transpose(0, 3, 1, 2)),
+    ((4, 8, 6, 1), lambda a: a.transpose(0, 3, 1, 2)),
+    ((4, 3, 8, 6), lambda a: a),
+])
+def test_npy_image_layouts(tmp_path, shape, to_nchw):
+    a = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    np.save(tmp_path / "im.npy", a)
+    d = load_dataset(tmp_path / "im.npy")
+    assert d.kind == "images" and d.x.shape[0] == 4 and d.x.shape[2:] == (8, 6)
+    assert np.array_equal(d.x.numpy(), to_nchw(a))
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.array([0.0, 0.5, 1.0]), [0, 128, 255]),             # [0, 1]
+    (np.array([-1.0, 0.0, 1.0]), [0, 128, 255]),            # [-1, 1], the model range
+    (np.array([0.0, 17.0, 255.0]), [0, 17, 255]),           # 8-bit levels stored as float
+    (np.array([0, 17, 255], dtype=np.int64), [0, 17, 255]),  # wide integers
+    (np.array([False, True, True]), [0, 255, 255]),
+])
+def test_npz_pixel_ranges_map_to_uint8(tmp_path, values, expected):
+    images = np.broadcast_to(values[:, None, None], (3, 4, 4)).copy()
+    np.savez(tmp_path / "im.npz", images=images, labels=np.array([2, 0, 1]))
+    d = load_dataset(tmp_path / "im.npz")
+    assert d.x[:, 0, 0, 0].tolist() == expected and d.labels.tolist() == [2, 0, 1]
+
+
+def test_model_range_round_trips_from_a_generator_output(tmp_path):
+    fake = torch.rand(5, 3, 4, 4) * 2 - 1
+    np.save(tmp_path / "fake.npy", fake.numpy())
+    d = load_dataset(tmp_path / "fake.npy")
+    assert torch.equal(d.x, images_from_model(fake))
+
+
+def test_npz_with_labels_stored_first_uses_the_other_array(tmp_path):
+    np.savez(tmp_path / "d.npz", labels=np.array([1, 0]), pixels=np.zeros((2, 5, 5), np.uint8))
+    d = load_dataset(tmp_path / "d.npz")
+    assert d.x.shape == (2, 1, 5, 5) and d.labels.tolist() == [1, 0]
+
+
+# --- model range ----------------------------------------------------------------------------------
 
 
 def test_model_range_round_trip():
     x = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
     f = images_to_model(x)
-    assert f.min() == -1 and f.max() == 1
+    assert f.dtype == torch.float32 and f.min() == -1 and f.max() == 1
     assert torch.equal(images_from_model(f), x)
+    assert images_from_model(torch.tensor([-3.0, -0.999, 0.0, 2.0])).tolist() == [0, 0, 128, 255]
+    with pytest.raises(TypeError, match="uint8"):
+        images_to_model(f)
+
+
+def test_to_model_maps_stored_images_to_minus_one_one(shared_mnist):
+    d = load_dataset(shared_mnist, limit=64)
+    batch = d.to_model(d.x[:16])
+    assert batch.dtype == torch.float32 and batch.shape == (16, 1, 28, 28)
+    assert batch.min() == -1 and batch.max() == 1 and d.x.dtype == torch.uint8  # the stored copy is untouched
+
+
+def test_dataset_refuses_inconsistent_tensors():
+    with pytest.raises(DatasetError, match="uint8"):
+        Dataset("bad", torch.zeros(2, 1, 4, 4), None, "images")
+    with pytest.raises(DatasetError, match="labels"):
+        Dataset("bad", torch.zeros(2, 3), torch.zeros(3, dtype=torch.int64), "points")
+
+
+# --- built-ins that need files or ship offline ------------------------------------------------------
 
 
 def test_lfw_subset_ships_offline():
     d = load_dataset("lfw-subset")
-    assert d.x.shape == (200, 1, 25, 25) and d.x.dtype == torch.uint8
+    assert d.x.shape == (200, 1, 25, 25) and d.x.dtype == torch.uint8 and d.x.max() > 200
+    assert d.labels.bincount().tolist() == [100, 100] and d.classes == ("face", "non-face")
+    assert load_dataset("lfw-subset", image_size=32, channels=3).x.shape == (200, 3, 32, 32)
+
+
+def test_lfw_is_read_from_an_unpacked_folder_in_root(tmp_path):
+    people = {f"lfw-deepfunneled/{p}/{p}_000{i}.jpg": encode((40 * i, 90, 20), size=(25, 25), fmt="JPEG")
+              for p in ("Ada_Lovelace", "Alan_Turing") for i in (1, 2)}
+    write_tree(tmp_path, people)
+    d = load_dataset("lfw", root=tmp_path, image_size=16, limit=3)
+    assert d.name == "lfw" and d.x.shape == (3, 3, 16, 16) and d.labels.tolist() == [0, 0, 1]
+    assert d.classes == ("Ada_Lovelace", "Alan_Turing")
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "lfw"])
@@ -112,47 +359,141 @@ def test_download_only_datasets_fail_fast_offline_naming_the_folder(tmp_path, na
     with pytest.raises(DatasetError, match=str(tmp_path)):
         load_dataset(name, root=tmp_path)
     assert time.perf_counter() - start < 15
+    assert not any(tmp_path.iterdir())  # nothing half-downloaded left behind
 
 
-def test_bad_inputs_name_what_is_wrong(tmp_path):
-    with pytest.raises(DatasetError, match="built-in datasets are"):
+def test_mnist_missing_names_the_folder_and_files(tmp_path):
+    with pytest.raises(DatasetError, match=f"{tmp_path}.*t10k-images-idx3-ubyte"):
+        load_dataset("mnist", root=tmp_path)
+
+
+# --- bad inputs -----------------------------------------------------------------------------------
+
+
+def test_unknown_names_and_missing_paths(tmp_path):
+    with pytest.raises(DatasetError, match="'ring9'.*did you mean 'ring8'.*lfw-subset"):
         load_dataset("ring9")
-    with pytest.raises(DatasetError, match="neither a built-in"):
+    with pytest.raises(DatasetError, match="missing.zip"):
         load_dataset(tmp_path / "missing.zip")
-    (tmp_path / "fake.png").write_bytes(b"this is not a png")
-    with pytest.raises(DatasetError, match="fake.png"):
-        load_dataset(tmp_path)
-    trunc = tmp_path / "t"
-    trunc.mkdir()
-    (trunc / "cut.png").write_bytes(png((1, 2, 3), size=(64, 64))[:60])
-    with pytest.raises(DatasetError, match="cut.png"):
-        load_dataset(trunc)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(DatasetError, match="holds no images"):
-        load_dataset(empty)
-    np.save(tmp_path / "rank5.npy", np.zeros((2, 1, 1, 1, 1)))
-    with pytest.raises(DatasetError, match="rank 5"):
-        load_dataset(tmp_path / "rank5.npy")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DatasetError, match="notes.txt"):
         load_dataset(tmp_path / "notes.txt")
 
 
-def test_pixel_limit_and_links_in_tar(tmp_path):
-    big = tmp_path / "big"
-    big.mkdir()
-    (big / "huge.png").write_bytes(png(0, size=(300, 300), mode="L"))
-    with pytest.raises(DatasetError, match="huge.png.*over the limit"):
-        load_dataset(big, max_pixels=200 * 200)
+@pytest.mark.parametrize("options, word", [({"channels": 2}, "channels"), ({"limit": 0}, "limit"),
+                                           ({"image_size": 0}, "image_size"), ({"n_points": 0}, "n_points")])
+def test_bad_options(options, word):
+    with pytest.raises(DatasetError, match=word):
+        load_dataset("ring8", **options)
+
+
+def test_undecodable_and_truncated_files_are_named(tmp_path):
+    write_tree(tmp_path / "fake", {"ok.png": encode(0), "fake.png": b"this is not a png"})
+    with pytest.raises(DatasetError, match="fake.png"):
+        load_dataset(tmp_path / "fake")
+    write_tree(tmp_path / "cut", {"cut.png": png_of(noise(size=(64, 64)))[:300]})
+    with pytest.raises(DatasetError, match="cut.png"):
+        load_dataset(tmp_path / "cut")
+    write_tree(tmp_path / "cutjpg", {"cut.jpg": encode((1, 2, 3), size=(64, 64), fmt="JPEG")[:200]})
+    with pytest.raises(DatasetError, match="cut.jpg"):
+        load_dataset(tmp_path / "cutjpg")
+
+
+def test_empty_collections_say_what_was_looked_for(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="empty holds no images"):
+        load_dataset(tmp_path / "empty")
+    write_zip(tmp_path / "docs.zip", {"a.txt": b"x", "b.csv": b"y"})
+    with pytest.raises(DatasetError, match=r"docs\.zip holds no images.*a\.txt"):
+        load_dataset(tmp_path / "docs.zip")
+
+
+def test_bad_archive_members_are_named(tmp_path):
+    write_zip(tmp_path / "bad.zip", {"good.png": encode(0), "inner/broken.png": b"\x89PNG garbage"})
+    with pytest.raises(DatasetError, match="inner/broken.png in .*bad.zip"):
+        load_dataset(tmp_path / "bad.zip")
+    write_tar(tmp_path / "bad.tgz", {"good.png": encode(0), "broken.jpg": b"garbage"}, "gz")
+    with pytest.raises(DatasetError, match="broken.jpg in .*bad.tgz"):
+        load_dataset(tmp_path / "bad.tgz")
+
+
+def test_corrupt_archives_are_named(tmp_path):
+    (tmp_path / "junk.zip").write_bytes(b"PK not really a zip")
+    with pytest.raises(DatasetError, match="junk.zip"):
+        load_dataset(tmp_path / "junk.zip")
+    whole = write_tar(tmp_path / "whole.tar.gz", {f"{i}.png": png_of(noise(seed=i)) for i in range(20)}, "gz")
+    (tmp_path / "cut.tar.gz").write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(DatasetError, match="cut.tar.gz"):
+        load_dataset(tmp_path / "cut.tar.gz")
+
+
+def test_links_in_archives_are_refused(tmp_path):
     path = tmp_path / "links.tar"
     with tarfile.open(path, "w") as t:
         info = tarfile.TarInfo("evil.png")
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         t.addfile(info)
-    with pytest.raises(DatasetError, match="link"):
+    with pytest.raises(DatasetError, match="evil.png.*link"):
         load_dataset(path)
+    zpath = tmp_path / "links.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        info = zipfile.ZipInfo("evil.png")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(info, "/etc/passwd")
+    with pytest.raises(DatasetError, match="evil.png.*link"):
+        load_dataset(zpath)
+
+
+def test_pixel_limit_names_the_file_and_restores_pil(tmp_path):
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    write_tree(tmp_path, {"huge.png": encode(0, size=(300, 300), mode="L")})
+    for max_pixels in (200 * 200, 100 * 100):  # PIL's own warning band, and its hard limit
+        with pytest.raises(DatasetError, match="huge.png.*over the limit of max_pixels"):
+            load_dataset(tmp_path, max_pixels=max_pixels)
+    assert pil_limit == Image.MAX_IMAGE_PIXELS
+    assert load_dataset(tmp_path, max_pixels=300 * 300).x.shape == (1, 1, 300, 300)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((2, 1, 1, 1, 1)), "rank 5"),
+    (np.arange(5.0), "rank 1"),
+    (np.float32(3.0), "rank 0"),
+    (np.zeros((0, 4)), "empty"),
+    (np.zeros((2, 5, 5, 4)), "1 or 3 channels"),
+    (np.full((2, 4, 4), 300.0), r"\[0, 1\], \[-1, 1\] or \[0, 255\]"),
+    (np.full((2, 4, 4), -5, dtype=np.int16), "0..255"),
+    (np.array([["a", "b"]]), "numbers"),
+    (np.array([[np.nan, 1.0]]), "NaN"),
+])
+def test_bad_arrays_are_named(tmp_path, array, message):
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(DatasetError, match=f"bad.npy.*{message}|{message}.*bad.npy"):
+        load_dataset(tmp_path / "bad.npy")
+
+
+def test_bad_npz_files_are_named(tmp_path):
+    np.savez(tmp_path / "mismatch.npz", x=np.zeros((3, 2)), labels=np.arange(2))
+    with pytest.raises(DatasetError, match="mismatch.npz.*labels"):
+        load_dataset(tmp_path / "mismatch.npz")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DatasetError, match="objects.npz"):
+        load_dataset(tmp_path / "objects.npz")
+    np.savez(tmp_path / "only-labels.npz", labels=np.arange(3))
+    with pytest.raises(DatasetError, match="only-labels.npz holds no data array"):
+        load_dataset(tmp_path / "only-labels.npz")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DatasetError, match="junk.npz"):
+        load_dataset(tmp_path / "junk.npz")
 
 
 def test_builtin_names_are_listed():
-    assert set(BUILTIN_DATASETS) == {"ring8", "grid25", "mnist", "fashion-mnist", "lfw", "lfw-subset"}
+    assert BUILTIN_DATASETS == ("ring8", "grid25", "mnist", "fashion-mnist", "lfw", "lfw-subset")
+    assert os.fspath(load_dataset("lfw-subset").name) == "lfw-subset"
+
+
+def test_the_probed_fashion_mirror_is_the_one_torchvision_downloads_from():
+    from torchvision.datasets import FashionMNIST
+
+    from kgan_core.data.builtin import FASHION_MIRROR
+
+    assert FASHION_MIRROR in FashionMNIST.mirrors
