@@ -1,0 +1,109 @@
+"""Datasets: uploaded archives of images, or rows that name a built-in dataset."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from api.errors import Problem
+from api.models import Dataset, Owner, new_id
+from api.settings import Settings
+from api.storage import ArtifactStore
+from api.uploads import ArchiveReport, archive_suffix, inspect_archive, preview_png, safe_remove
+
+POINT_BUILTINS = ("ring8", "grid25")
+
+
+def builtin_root(settings: Settings) -> Path:
+    from kgan_core.data import DEFAULT_ROOT
+
+    return settings.builtin_data_root or DEFAULT_ROOT
+
+
+def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
+    """Whether a built-in can be used here without a download, and what to do if not."""
+    from kgan_core.data.builtin import has_idx
+
+    root = builtin_root(settings)
+    if name in (*POINT_BUILTINS, "lfw-subset"):
+        return True, "generated or shipped with the software"
+    if name == "mnist":
+        ok = has_idx(root / "mnist") or has_idx(root)
+        return ok, f"IDX files in {root / 'mnist'}" if ok else (
+            f"not on this server: put MNIST's IDX files in {root / 'mnist'} (KGAN_BUILTIN_DATA_ROOT)")
+    if name == "fashion-mnist":
+        ok = any(has_idx(p) for p in (root / "fashion-mnist", root / "FashionMNIST" / "raw"))
+        return ok, "IDX files present" if ok else (
+            f"not on this server: put Fashion-MNIST's IDX files in {root / 'fashion-mnist'}")
+    if name == "lfw":
+        ok = (root / "lfw-py" / "lfw-deepfunneled").is_dir()
+        return ok, "present" if ok else f"not on this server: put the deep-funnelled LFW in {root / 'lfw-py'}"
+    return False, "unknown"
+
+
+def create_builtin(session: Session, owner: Owner, store: ArtifactStore, settings: Settings, builtin: str,
+                   name: str | None) -> Dataset:
+    from kgan_core.data import DatasetError, load_dataset
+    from kgan_core.render import image_grid, png_bytes, save_bytes, scatter_png
+
+    available, detail = builtin_status(builtin, settings)
+    if not available:
+        raise Problem(422, "Built-in dataset not available", f"{builtin}: {detail}.", slug="dataset-unavailable")
+    try:
+        data = load_dataset(builtin, root=builtin_root(settings))
+    except DatasetError as exc:
+        raise Problem(422, "Built-in dataset not available", f"{exc}.", slug="dataset-unavailable") from exc
+    dataset_id = new_id()
+    folder = store.dataset_dir(dataset_id)
+    try:
+        if data.kind == "points":
+            png = scatter_png(data.x[:2000], title=f"{builtin}: 2,000 of {data.n} points")
+        else:
+            png = png_bytes(image_grid(data.to_model(data.x[:64])))
+        save_bytes(folder / "preview.png", png)
+        row = Dataset(id=dataset_id, owner_id=owner.id, name=name or builtin, source="builtin", builtin=builtin,
+                      kind=data.kind, n_items=data.n, size_bytes=data.x.numel() * data.x.element_size(),
+                      item_shape=list(data.item_shape), meta={"labels": data.labels is not None})
+        session.add(row)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return row
+
+
+def create_upload(session: Session, owner: Owner, store: ArtifactStore, settings: Settings, staged: Path,
+                  filename: str, name: str | None, size: int) -> Dataset:
+    """Check a staged upload and turn it into a dataset; on any failure nothing stays on disk."""
+    dataset_id = new_id()
+    folder = store.dataset_dir(dataset_id)
+    try:
+        report: ArchiveReport = inspect_archive(staged, filename, settings)
+        folder.mkdir(parents=True)
+        archive = folder / ("images" + archive_suffix(filename))
+        staged.replace(archive)
+        (folder / "preview.png").write_bytes(preview_png(report.preview))
+        shape = [report.channels, *reversed(report.sizes[0])] if len(report.sizes) == 1 else None
+        row = Dataset(id=dataset_id, owner_id=owner.id, name=(name or Path(filename).name)[:200], source="upload",
+                      path=store.relative(archive), kind="images", n_items=report.n_images, size_bytes=size,
+                      item_shape=shape, meta={"filename": filename[:255], "sizes": report.sizes[:16],
+                                              "channels": report.channels, "skipped_files": report.skipped,
+                                              "uncompressed_bytes": report.uncompressed_bytes})
+        session.add(row)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        safe_remove(staged)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return row
+
+
+def dataset_source(dataset: Dataset, store: ArtifactStore) -> str:
+    """What TrainConfig.dataset should say for this dataset."""
+    if dataset.source == "builtin":
+        return dataset.builtin or ""
+    return str(store.path(dataset.path or ""))

@@ -1,0 +1,54 @@
+"""Typed dependencies: routes declare what they need (``SessionDep``, ``CurrentOwner``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from api.auth import owner_for_header
+from api.db import Database
+from api.models import Owner
+from api.settings import Settings
+from api.storage import ArtifactStore
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> ArtifactStore:
+    return request.app.state.store
+
+
+def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    session = db.sessions()
+    try:
+        yield session
+    finally:
+        # Ends the transaction before a slow response body (a file download) is streamed.
+        session.close()
+
+
+# scope="function": the session closes when the route returns, not after the response is sent.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+DatabaseDep = Annotated[Database, Depends(get_db)]
+
+
+def current_owner(session: SessionDep,
+                  authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None) -> Owner:
+    owner = owner_for_header(session, authorization)
+    # Auth only reads; end the transaction so SQLite's write lock is not held across the route.
+    session.commit()
+    return owner
+
+
+CurrentOwner = Annotated[Owner, Depends(current_owner)]

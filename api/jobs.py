@@ -1,0 +1,242 @@
+"""Job lifecycle on the API side: create (idempotently), dispatch, cancel, reconcile.
+
+States: queued → running → succeeded | failed | cancelled. The row is the truth; a Celery
+message only says "look at job X". Losing a message is harmless (the reconciler re-sends
+queued jobs), and a duplicate is harmless (a worker claims a job by bumping its attempt
+number in a transaction, so only one claim wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.db import Database, utcnow
+from api.errors import Problem, not_found
+from api.models import Dataset, Job, Owner
+from api.params import JobCreate, TrainParams
+from api.settings import Settings
+
+log = logging.getLogger("kgan.jobs")
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+# Item shapes of the built-ins before image_size/channels: enough to check an architecture
+# against the data at POST time instead of failing later in a worker.
+BUILTIN_SHAPES: dict[str, tuple[int, ...]] = {
+    "ring8": (2,), "grid25": (2,), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+    "lfw": (3, 250, 250), "lfw-subset": (1, 25, 25),
+}
+
+
+def request_fingerprint(body: JobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _item_shape(params: TrainParams, dataset: Dataset | None) -> tuple[int, ...] | None:
+    if dataset is None:
+        base = BUILTIN_SHAPES.get(params.dataset or "")
+    elif dataset.item_shape:
+        base = tuple(dataset.item_shape)
+    else:
+        return None
+    if base is None or len(base) == 1:
+        return base
+    channels = params.channels or base[0]
+    if params.image_size is not None:
+        return (channels, params.image_size, params.image_size)
+    if dataset is not None and len(dataset.meta.get("sizes", [])) > 1:
+        raise Problem(422, "Images need resizing",
+                      f"Dataset {dataset.id} holds images of several sizes ({dataset.meta['sizes'][:4]}); "
+                      "set params.image_size so they can all be resized to one square size.",
+                      slug="validation-error")
+    if base[1] != base[2]:
+        raise Problem(422, "Images need resizing",
+                      f"The images are {base[2]}×{base[1]} pixels; the models need square images: "
+                      "set params.image_size.", slug="validation-error")
+    return (channels, base[1], base[2])
+
+
+def check_train_params(session: Session, owner: Owner, params: TrainParams) -> Dataset | None:
+    """Everything that can be known wrong before a worker starts, answered as a 4xx now."""
+    from kgan_core.models import ArchitectureError, default_spec
+
+    dataset = None
+    if params.dataset_id is not None:
+        dataset = session.get(Dataset, params.dataset_id)
+        if dataset is None or dataset.owner_id != owner.id:
+            raise not_found("dataset", params.dataset_id)
+    shape = _item_shape(params, dataset)
+    if shape is not None:
+        try:
+            default_spec(shape, params.arch, params.latent_dim, params.width)
+        except ArchitectureError as exc:
+            raise Problem(422, "Architecture does not fit the data", f"{exc}.", slug="validation-error") from exc
+    n_items = dataset.n_items if dataset is not None else (params.n_points if shape and len(shape) == 1 else None)
+    if n_items is not None and params.limit is not None:
+        n_items = min(n_items, params.limit)
+    if n_items is not None and params.k > n_items:
+        raise Problem(422, "Too many members for the data",
+                      f"k={params.k} members need at least {params.k} data items; the data has {n_items}.",
+                      slug="validation-error")
+    return dataset
+
+
+def create_job(session: Session, owner: Owner, body: JobCreate, idempotency_key: str | None) -> tuple[Job, bool]:
+    """Returns (job, created). A retried POST with the same Idempotency-Key returns the first job."""
+    fingerprint = request_fingerprint(body)
+    if idempotency_key is not None:
+        existing = _by_key(session, owner.id, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, fingerprint), False
+    dataset = check_train_params(session, owner, body.params)
+    job = Job(owner_id=owner.id, kind=body.kind, params=body.params.model_dump(mode="json"),
+              dataset_id=dataset.id if dataset else None, idempotency_key=idempotency_key,
+              request_hash=fingerprint, total=body.params.steps)
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Two retries of one request raced; the other one's insert won.
+        session.rollback()
+        existing = _by_key(session, owner.id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _same_request(existing, fingerprint), False
+    return job, True
+
+
+def _by_key(session: Session, owner_id: str, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == key))
+
+
+def _same_request(job: Job, fingerprint: str) -> Job:
+    if job.request_hash != fingerprint:
+        raise Problem(422, "Idempotency-Key reused",
+                      f"This Idempotency-Key was first used for a different request (job {job.id}). "
+                      "Use a new key for a new job, or resend exactly the original body.",
+                      slug="idempotency-key-reused")
+    return job
+
+
+def get_owned_job(session: Session, owner: Owner, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.owner_id != owner.id:
+        raise not_found("job", job_id)
+    return job
+
+
+def cancel_job(session: Session, owner: Owner, job_id: str) -> Job:
+    job = get_owned_job(session, owner, job_id)
+    if job.status in TERMINAL:
+        raise Problem(409, "Job already finished",
+                      f"Job {job.id} is {job.status}; only queued or running jobs can be cancelled.",
+                      slug="job-finished")
+    now = utcnow()
+    # A queued job is cancelled at once (a worker that later receives its message skips it);
+    # a running one is asked to stop and does so at its next progress report, keeping its
+    # last checkpoint.
+    done = session.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
+                           .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now))
+    if done.rowcount == 0:
+        session.execute(update(Job).where(Job.id == job.id, Job.status == "running")
+                        .values(cancel_requested=True, updated_at=now))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+# --- leases ------------------------------------------------------------------------------
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_is_dead(worker: str | None) -> bool:
+    """True when the lease holder was a process on this host that no longer exists: a worker
+    child killed mid-job, whose message Celery hands straight back. Then there is no need to
+    wait for the lease to run out."""
+    if not worker or ":" not in worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+# --- dispatch and reconciliation ---------------------------------------------------------
+
+Sender = Callable[[str], None]
+
+
+def dispatch(db: Database, send: Sender, job_id: str) -> bool:
+    """Send a job's message and note when; a failure leaves enqueued_at empty for the reconciler."""
+    try:
+        send(job_id)
+    except Exception as exc:  # any broker fault: the row stays queued and is re-sent later
+        log.warning("could not send job %s to the broker (%s); the reconciler will retry", job_id, exc)
+        return False
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(enqueued_at=utcnow()))
+    return True
+
+
+def reconcile_once(db: Database, settings: Settings, send: Sender) -> dict[str, int]:
+    """Re-queue running jobs whose lease expired and re-send queued jobs whose message may be lost."""
+    now = utcnow()
+    counts = {"requeued": 0, "cancelled": 0, "failed": 0, "dispatched": 0}
+    with db.session() as session:
+        running = session.scalars(select(Job).where(Job.status == "running")
+                                  .with_for_update(skip_locked=True)).all()
+        lost = [j for j in running if (j.lease_expires_at is not None and j.lease_expires_at < now)
+                or holder_is_dead(j.worker)]
+        for job in lost:
+            if job.cancel_requested:
+                job.status, job.finished_at = "cancelled", now
+                counts["cancelled"] += 1
+            elif job.attempt >= settings.max_attempts:
+                job.status, job.finished_at = "failed", now
+                job.error_title = "Worker lost too often"
+                job.error_detail = (f"The job's worker stopped answering {job.attempt} times (the limit is "
+                                    f"{settings.max_attempts}); its last checkpoint is kept.")
+                counts["failed"] += 1
+            else:
+                log.warning("job %s attempt %s lost its lease (worker %s); re-queueing", job.id, job.attempt,
+                            job.worker)
+                job.status, job.worker, job.lease_expires_at, job.enqueued_at = "queued", None, None, None
+                counts["requeued"] += 1
+    stale = now - timedelta(seconds=settings.redispatch_after_s)
+    with db.session() as session:
+        ids = session.scalars(select(Job.id).where(
+            Job.status == "queued", (Job.enqueued_at.is_(None)) | (Job.enqueued_at < stale))
+            .order_by(Job.created_at).limit(1000)).all()
+    for job_id in ids:
+        counts["dispatched"] += dispatch(db, send, job_id)
+    return counts
+
+
+def progress_view(job: Job) -> dict[str, Any]:
+    fraction = job.step / job.total if job.total else 0.0
+    return {"step": job.step, "total": job.total, "fraction": round(min(1.0, fraction), 6),
+            "eta_s": job.eta_s if job.status == "running" else None, **job.progress}

@@ -1,0 +1,83 @@
+"""The FastAPI application. Run it with ``uvicorn --factory api.main:create_app`` (settings
+from KGAN_* variables) or through ``kgan serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from alembic.script import ScriptDirectory
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api import errors
+from api.db import Database
+from api.jobs import reconcile_once
+from api.metrics import JobCollector, RequestMetrics
+from api.migrate import alembic_config
+from api.routes import artifacts, datasets, health, jobs, models
+from api.settings import Settings, get_settings
+from api.storage import ArtifactStore
+from worker.celery_app import RUN_JOB, make_celery
+
+log = logging.getLogger("kgan.api")
+
+DESCRIPTION = """Train k-GAN ensembles and see, member by member, what each generator and critic has learnt.
+
+Every request under `/v1` carries `Authorization: Bearer <API key>` (create one with `kgan create-key`).
+Errors are `application/problem+json` documents (RFC 9457)."""
+
+
+async def _reconciler(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    while True:
+        try:
+            counts = await asyncio.to_thread(reconcile_once, app.state.db, settings, app.state.send_job)
+            if any(counts.values()):
+                log.info("reconciler: %s", counts)
+        except Exception:  # a database or broker hiccup must not kill the loop
+            log.exception("reconciler pass failed; trying again in %ss", settings.reconcile_interval_s)
+        await asyncio.sleep(settings.reconcile_interval_s)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = Database(settings)
+    store = ArtifactStore(settings.artifacts)
+    store.ensure()
+    celery = make_celery(settings)
+
+    def send_job(job_id: str) -> None:
+        celery.send_task(RUN_JOB, args=[job_id], queue=settings.queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = None
+        if settings.reconcile_interval_s > 0:
+            task = asyncio.create_task(_reconciler(app))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            app.state.renderer.clear()
+            db.dispose()
+
+    app = FastAPI(title="kgan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    from api.render import Renderer
+
+    app.state.settings, app.state.db, app.state.store, app.state.celery = settings, db, store, celery
+    app.state.send_job = send_job
+    app.state.renderer = Renderer(store, settings)
+    app.state.schema_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    app.state.registry = registry = CollectorRegistry()
+    registry.register(JobCollector(db))
+    app.add_middleware(RequestMetrics, registry=registry)
+    errors.install(app)
+    for module in (health, datasets, jobs, models, artifacts):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,74 @@
+"""Prometheus metrics: request latencies (measured here), jobs by state and job durations
+(read from SQL at scrape time, so every API replica reports the same truth about workers
+that run in other processes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from api.db import Database
+from api.models import Job
+
+DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86_400, 7 * 86_400)
+
+
+class JobCollector(Collector):
+    def __init__(self, db: Database):
+        self.db = db
+
+    def collect(self) -> Iterator:
+        from api.jobs import STATES
+
+        with self.db.session() as session:
+            counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+            finished = session.execute(select(Job.kind, Job.status, Job.started_at, Job.finished_at).where(
+                Job.started_at.is_not(None), Job.finished_at.is_not(None))).all()
+        jobs = GaugeMetricFamily("kgan_jobs", "Jobs by state", labels=["state"])
+        for state in STATES:
+            jobs.add_metric([state], counts.get(state, 0))
+        yield jobs
+        durations = HistogramMetricFamily("kgan_job_duration_seconds",
+                                          "Wall time from a job's first start to its end", labels=["kind", "status"])
+        groups: dict[tuple[str, str], list[float]] = {}
+        for kind, status, started, ended in finished:
+            groups.setdefault((kind, status), []).append(max(0.0, (ended - started).total_seconds()))
+        for (kind, status), values in sorted(groups.items()):
+            buckets = [(str(b), sum(v <= b for v in values)) for b in DURATION_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            durations.add_metric([kind, status], buckets, sum(values))
+        yield durations
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: latency per route template (not per URL, which would explode)."""
+
+    def __init__(self, app, registry: CollectorRegistry):
+        self.app = app
+        self.latency = Histogram("kgan_http_request_duration_seconds", "HTTP request latency",
+                                 ["method", "route", "status"], registry=registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.latency.labels(scope["method"], template, str(status["code"])).observe(time.perf_counter() - start)

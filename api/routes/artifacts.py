@@ -1,0 +1,79 @@
+"""/v1/artifacts: immutable files (checkpoints, run summaries, rendered images) with their numbers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentOwner, SessionDep, StoreDep
+from api.errors import Problem, not_found
+from api.models import Artifact, Owner
+from api.schemas import ArtifactOut, Page
+
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+
+# Content never changes under an id, so clients and proxies may keep it for a year.
+IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def get_owned_artifact(session: Session, owner: Owner, artifact_id: str) -> Artifact:
+    artifact = session.get(Artifact, artifact_id)
+    if artifact is None or artifact.owner_id != owner.id:
+        raise not_found("artifact", artifact_id)
+    return artifact
+
+
+def artifact_out(a: Artifact) -> ArtifactOut:
+    return ArtifactOut(id=a.id, kind=a.kind, filename=a.filename, media_type=a.media_type, size_bytes=a.size_bytes,
+                       sha256=a.sha256, job_id=a.job_id, model_id=a.model_id, member=a.member, meta=a.meta,
+                       created_at=a.created_at,
+                       links={"self": f"/v1/artifacts/{a.id}", "meta": f"/v1/artifacts/{a.id}/meta"})
+
+
+@router.get("", response_model=Page[ArtifactOut])
+def list_artifacts(owner: CurrentOwner, session: SessionDep, request: Request,
+                   model_id: Annotated[str | None, Query(max_length=64)] = None,
+                   job_id: Annotated[str | None, Query(max_length=64)] = None,
+                   member: Annotated[int | None, Query(ge=0, le=127)] = None,
+                   kind: Annotated[str | None, Query(max_length=64)] = None,
+                   limit: Annotated[int, Query(ge=1, le=100)] = 50,
+                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Page[ArtifactOut]:
+    where = [Artifact.owner_id == owner.id]
+    for column, value in ((Artifact.model_id, model_id), (Artifact.job_id, job_id), (Artifact.member, member),
+                          (Artifact.kind, kind)):
+        if value is not None:
+            where.append(column == value)
+    total = session.scalar(select(func.count()).select_from(Artifact).where(*where)) or 0
+    rows = session.scalars(select(Artifact).where(*where).order_by(Artifact.created_at, Artifact.id)
+                           .limit(limit).offset(offset)).all()
+    nxt = str(request.url.include_query_params(offset=offset + limit, limit=limit)) if offset + limit < total else None
+    return Page[ArtifactOut](items=[artifact_out(a) for a in rows], total=total, limit=limit, offset=offset, next=nxt)
+
+
+@router.get("/{artifact_id}/meta", response_model=ArtifactOut)
+def artifact_meta(artifact_id: str, owner: CurrentOwner, session: SessionDep) -> ArtifactOut:
+    """The JSON sibling of the file: what it is, and the numbers that go with it."""
+    return artifact_out(get_owned_artifact(session, owner, artifact_id))
+
+
+@router.get("/{artifact_id}", response_class=Response,
+            responses={200: {"description": "the file, streamed from the artifact store"},
+                       304: {"description": "not modified (If-None-Match matched the ETag)"}})
+def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep,
+                 request: Request) -> Response:
+    a = get_owned_artifact(session, owner, artifact_id)
+    etag = f'"{a.sha256}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    match = request.headers.get("if-none-match")
+    if match and (match.strip() == "*" or etag in [m.strip() for m in match.split(",")]):
+        return Response(status_code=304, headers=headers)
+    path = store.path(a.path)
+    if not path.is_file():
+        raise Problem(410, "Artifact file missing",
+                      f"Artifact {a.id} is recorded but its file is gone from the artifact store; "
+                      "re-run the job that made it.", slug="artifact-missing")
+    return FileResponse(path, media_type=a.media_type, filename=a.filename, headers=headers)

@@ -1,0 +1,125 @@
+"""/v1/datasets: upload an archive of images, or name a built-in; inspect and preview it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api import datasets as service
+from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
+from api.errors import Problem, not_found, validation_problem
+from api.models import Dataset, Owner, new_id
+from api.schemas import BuiltinDatasetOut, DatasetOut, Page
+from api.uploads import receive_upload, safe_remove
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+class BuiltinCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    builtin: str = Field(description="a built-in dataset name (GET /v1/datasets/builtin lists them)")
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+def dataset_out(d: Dataset) -> DatasetOut:
+    return DatasetOut(id=d.id, name=d.name, source=d.source, builtin=d.builtin, status=d.status, kind=d.kind,
+                      n_items=d.n_items, size_bytes=d.size_bytes, item_shape=d.item_shape, meta=d.meta,
+                      created_at=d.created_at,
+                      links={"self": f"/v1/datasets/{d.id}", "preview": f"/v1/datasets/{d.id}/preview.png"})
+
+
+def get_owned_dataset(session: Session, owner: Owner, dataset_id: str) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.owner_id != owner.id:
+        raise not_found("dataset", dataset_id)
+    return dataset
+
+
+UPLOAD_BODY = {
+    "requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": ".zip, .tar, .tar.gz or .tgz of images"},
+            "name": {"type": "string", "maxLength": 200}}}},
+        "application/json": {"schema": BuiltinCreate.model_json_schema()},
+    }},
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY)
+async def create_dataset(request: Request, owner: CurrentOwner, session: SessionDep, store: StoreDep,
+                         settings: SettingsDep, response: Response):
+    """Upload an archive of images (multipart, part ``file``), or send JSON ``{"builtin": "mnist"}``."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json"):
+        try:
+            body = BuiltinCreate.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return validation_problem([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()], request.url.path)
+        from kgan_core.data import BUILTIN_DATASETS
+
+        if body.builtin not in BUILTIN_DATASETS:
+            raise Problem(422, "Unknown built-in dataset", f"{body.builtin!r} is not built in; choose one of "
+                          f"{', '.join(BUILTIN_DATASETS)}, or upload an archive.", slug="validation-error")
+        row = await run_in_threadpool(service.create_builtin, session, owner, store, settings, body.builtin, body.name)
+    else:
+        staged = store.root / "uploads" / f"{new_id()}.part"
+        try:
+            got = await receive_upload(request, staged, settings.max_upload_bytes)
+            name = got.fields.get("name") or None
+            if name is not None and len(name) > 200:
+                raise Problem(422, "Name too long", "The dataset name may have at most 200 characters.",
+                              slug="validation-error")
+            row = await run_in_threadpool(service.create_upload, session, owner, store, settings, staged,
+                                          got.filename or "upload", name, got.size)
+        finally:
+            safe_remove(staged)
+    response.headers["Location"] = f"/v1/datasets/{row.id}"
+    return dataset_out(row)
+
+
+@router.get("", response_model=Page[DatasetOut])
+def list_datasets(owner: CurrentOwner, session: SessionDep, request: Request,
+                  limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Page[DatasetOut]:
+    where = Dataset.owner_id == owner.id
+    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
+    rows = session.scalars(select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id.desc())
+                           .limit(limit).offset(offset)).all()
+    nxt = str(request.url.include_query_params(offset=offset + limit, limit=limit)) if offset + limit < total else None
+    return Page[DatasetOut](items=[dataset_out(d) for d in rows], total=total, limit=limit, offset=offset, next=nxt)
+
+
+@router.get("/builtin", response_model=list[BuiltinDatasetOut])
+def list_builtin(owner: CurrentOwner, settings: SettingsDep) -> list[BuiltinDatasetOut]:
+    """Built-in datasets, and whether this server has their files."""
+    from kgan_core.data import BUILTIN_DATASETS
+
+    out = []
+    for name in BUILTIN_DATASETS:
+        available, detail = service.builtin_status(name, settings)
+        kind = "points" if name in service.POINT_BUILTINS else "images"
+        out.append(BuiltinDatasetOut(name=name, kind=kind, available=available, detail=detail))
+    return out
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, owner: CurrentOwner, session: SessionDep) -> DatasetOut:
+    return dataset_out(get_owned_dataset(session, owner, dataset_id))
+
+
+@router.get("/{dataset_id}/preview.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "the first images, or a scatter plot"}})
+def dataset_preview(dataset_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep) -> Response:
+    dataset = get_owned_dataset(session, owner, dataset_id)
+    path = store.dataset_dir(dataset.id) / "preview.png"
+    if not path.is_file():
+        raise Problem(410, "Preview missing", f"The preview of dataset {dataset.id} is gone from the artifact store.",
+                      slug="artifact-missing")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=31536000, immutable"})

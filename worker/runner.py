@@ -1,0 +1,273 @@
+"""Running one job: claim it, keep its lease alive, train, report progress, record the result.
+
+Fencing: a claim increments the job's ``attempt`` in a transaction, and every later write
+says ``WHERE id = … AND attempt = <mine> AND status = 'running'``. A worker whose lease was
+taken over (it stalled, or the reconciler re-queued it) finds its writes refused, stops, and
+never touches the newer attempt's rows; on disk it only ever writes its own attempt folder.
+
+Resume: a new attempt starts from the newest checkpoint any earlier attempt left behind, so a
+killed worker loses at most one checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from api.db import Database, utcnow
+from api.jobs import holder_is_dead, worker_identity
+from api.models import Artifact, Dataset, Job, Model
+from api.settings import Settings
+from api.storage import ArtifactStore, file_sha256
+
+log = logging.getLogger("kgan.worker")
+
+CHECKPOINT_FILES = ("checkpoint.safetensors", "run.json")
+
+
+@dataclass
+class Claim:
+    job_id: str
+    attempt: int
+    kind: str
+    params: dict
+    dataset_id: str | None
+    started_at: object
+
+
+class Stop:
+    """Why a running job should stop at its next report (set by the heartbeat or the callback)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.event.set()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, db: Database | None = None):
+        self.settings = settings
+        self.db = db or Database(settings)
+        self.store = ArtifactStore(settings.artifacts)
+        self.me = worker_identity()
+
+    # --- claiming ----------------------------------------------------------------------
+
+    def claim(self, job_id: str) -> Claim | None:
+        now = utcnow()
+        with self.db.session() as s:
+            job = s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
+            if job is None:
+                log.warning("job %s does not exist; dropping its message", job_id)
+                return None
+            if job.status in ("succeeded", "failed", "cancelled"):
+                return None
+            if job.status == "running":
+                expired = job.lease_expires_at is not None and job.lease_expires_at < now
+                if not (expired or holder_is_dead(job.worker)):
+                    log.info("job %s is running on %s; dropping a duplicate message", job_id, job.worker)
+                    return None
+            if job.cancel_requested:
+                job.status, job.finished_at = "cancelled", now
+                return None
+            if job.attempt >= self.settings.max_attempts:
+                job.status, job.finished_at = "failed", now
+                job.error_title = "Worker lost too often"
+                job.error_detail = (f"The job was started {job.attempt} times without finishing; "
+                                    "its last checkpoint is kept.")
+                return None
+            job.attempt += 1
+            job.status, job.worker = "running", self.me
+            job.heartbeat_at, job.lease_expires_at = now, now + timedelta(seconds=self.settings.lease_s)
+            job.started_at = job.started_at or now
+            return Claim(job.id, job.attempt, job.kind, dict(job.params), job.dataset_id, job.started_at)
+
+    def fenced(self, claim: Claim, **values) -> bool:
+        """Write to the job row only if this attempt still owns it."""
+        with self.db.session() as s:
+            done = s.execute(update(Job).where(Job.id == claim.job_id, Job.attempt == claim.attempt,
+                                               Job.status == "running").values(updated_at=utcnow(), **values))
+            return done.rowcount == 1
+
+    # --- heartbeat -----------------------------------------------------------------------
+
+    def _heartbeat(self, claim: Claim, stop: Stop, finished: threading.Event) -> None:
+        while not finished.wait(self.settings.heartbeat_s):
+            try:
+                now = utcnow()
+                if not self.fenced(claim, heartbeat_at=now,
+                                   lease_expires_at=now + timedelta(seconds=self.settings.lease_s)):
+                    stop.set("superseded")
+                    return
+                with self.db.session() as s:
+                    if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
+                        stop.set("cancelled")
+            except Exception:  # a database blip: the lease has slack for a few missed beats
+                log.exception("heartbeat for job %s failed", claim.job_id)
+
+    # --- running -------------------------------------------------------------------------
+
+    def run(self, job_id: str) -> str:
+        claim = self.claim(job_id)
+        if claim is None:
+            return "skipped"
+        log.info("job %s attempt %s started on %s", job_id, claim.attempt, self.me)
+        stop, finished = Stop(), threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(claim, stop, finished), daemon=True,
+                                name=f"heartbeat-{job_id}")
+        beat.start()
+        try:
+            if claim.kind == "train":
+                return self.run_train(claim, stop)
+            self.fail(claim, "Unknown job kind", f"This worker cannot run jobs of kind {claim.kind!r}.")
+            return "failed"
+        except Exception as exc:
+            return self.record_exception(claim, exc)
+        finally:
+            finished.set()
+            beat.join(timeout=5)
+
+    def record_exception(self, claim: Claim, exc: Exception) -> str:
+        from pydantic import ValidationError
+
+        from kgan_core.checkpoint import CheckpointError
+        from kgan_core.data import DatasetError
+        from kgan_core.models import ArchitectureError
+        from kgan_core.train import TrainingError
+
+        if isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError):
+            log.info("job %s failed: %s", claim.job_id, exc)
+            self.fail(claim, "The job's settings do not work with its data", str(exc))
+        else:
+            log.exception("job %s crashed", claim.job_id)
+            self.fail(claim, "The job crashed", f"{type(exc).__name__}: {exc}. The last checkpoint is kept; "
+                      "the worker log has the traceback.")
+        return "failed"
+
+    def fail(self, claim: Claim, title: str, detail: str) -> None:
+        self.fenced(claim, status="failed", error_title=title[:200], error_detail=detail, finished_at=utcnow(),
+                    eta_s=None)
+
+    def run_dir(self, claim: Claim) -> Path:
+        """This attempt's folder, seeded with the newest checkpoint of any earlier attempt."""
+        run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / CHECKPOINT_FILES[0]).exists():
+            return run_dir
+        best, best_step = None, -1
+        for earlier in sorted(self.store.job_dir(claim.job_id).glob("attempt-*")):
+            summary = earlier / "run.json"
+            if earlier == run_dir or not (earlier / CHECKPOINT_FILES[0]).is_file() or not summary.is_file():
+                continue
+            try:
+                step = int(json.loads(summary.read_text())["step"])
+            except (ValueError, KeyError, OSError):
+                continue
+            if step > best_step:
+                best, best_step = earlier, step
+        if best is not None:
+            log.info("job %s attempt %s resumes from %s (step %s)", claim.job_id, claim.attempt, best.name, best_step)
+            for name in CHECKPOINT_FILES:
+                # Copy, then rename: the old attempt may still be writing its own files.
+                tmp = run_dir / f".{name}.copy"
+                shutil.copyfile(best / name, tmp)
+                os.replace(tmp, run_dir / name)
+        return run_dir
+
+    def run_train(self, claim: Claim, stop: Stop) -> str:
+        from api.datasets import builtin_root, dataset_source
+        from api.params import TrainParams
+        from kgan_core.train import train
+
+        params = TrainParams.model_validate(claim.params)
+        if params.dataset_id is not None:
+            with self.db.session() as s:
+                dataset = s.get(Dataset, params.dataset_id)
+                source = dataset_source(dataset, self.store) if dataset else None
+            if source is None:
+                self.fail(claim, "Dataset gone", f"Dataset {params.dataset_id} no longer exists.")
+                return "failed"
+        else:
+            source = params.dataset
+        config = params.to_config(source, str(builtin_root(self.settings)), self.settings.worker_device)
+        run_dir = self.run_dir(claim)
+        deadline = claim.started_at + timedelta(seconds=self.settings.job_time_limit_s)
+        events: list[str] = []
+
+        def report(progress) -> bool:
+            events.extend(progress.events)
+            ok = self.fenced(claim, step=progress.step, total=progress.total, eta_s=progress.eta_s, progress={
+                "d_loss": progress.d_loss, "g_loss": progress.g_loss, "wasserstein": progress.wasserstein,
+                "tile_sizes": progress.tile_sizes, "events": events[-20:], "elapsed_s": round(progress.elapsed_s, 3)})
+            if not ok:
+                stop.set("superseded")
+            else:
+                with self.db.session() as s:
+                    if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
+                        stop.set("cancelled")
+            if utcnow() > deadline:
+                stop.set("time-limit")
+            return not stop
+
+        started = time.perf_counter()
+        result = train(config, run_dir, callback=report, resume=True)
+        log.info("job %s attempt %s: step %s after %.1fs (stopped=%s, %s)", claim.job_id, claim.attempt,
+                 result.step, time.perf_counter() - started, result.stopped, stop.reason)
+        if result.stopped:
+            return self.record_stop(claim, stop)
+        return self.record_model(claim, run_dir)
+
+    def record_stop(self, claim: Claim, stop: Stop) -> str:
+        now = utcnow()
+        if stop.reason == "cancelled":
+            self.fenced(claim, status="cancelled", finished_at=now, eta_s=None)
+            return "cancelled"
+        if stop.reason == "time-limit":
+            self.fail(claim, "Time limit reached", f"The job ran past this server's limit of "
+                      f"{self.settings.job_time_limit_s} s; its last checkpoint is kept.")
+            return "failed"
+        return "superseded"
+
+    def record_model(self, claim: Claim, run_dir: Path) -> str:
+        """The model row, its artifacts and `succeeded`, in one fenced transaction."""
+        summary = json.loads((run_dir / "run.json").read_text())
+        files = [("checkpoint", "checkpoint.safetensors", "application/octet-stream"),
+                 ("run-summary", "run.json", "application/json")]
+        hashed = [(kind, name, media, file_sha256(run_dir / name), (run_dir / name).stat().st_size)
+                  for kind, name, media in files]
+        now = utcnow()
+        with self.db.session() as s:
+            job = s.execute(select(Job).where(Job.id == claim.job_id).with_for_update()).scalar_one()
+            if job.attempt != claim.attempt or job.status != "running":
+                return "superseded"
+            model = Model(owner_id=job.owner_id, job_id=job.id, attempt=claim.attempt,
+                          run_path=self.store.relative(run_dir), k=summary["config"]["k"], step=summary["step"],
+                          dataset_kind=summary["dataset"]["kind"], item_shape=summary["dataset"]["item_shape"],
+                          config=summary["config"], spec=summary["spec"], tile_sizes=summary["tile_sizes"],
+                          tile_shares=summary["tile_shares"], metrics=summary.get("metrics", {}))
+            s.add(model)
+            s.flush()
+            for kind, name, media, sha, size in hashed:
+                meta = {"step": summary["step"], "metrics": summary.get("metrics", {})}
+                s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model.id, kind=kind, filename=name,
+                               path=self.store.relative(run_dir / name), media_type=media, size_bytes=size,
+                               sha256=sha, meta=meta))
+            job.status, job.finished_at, job.eta_s = "succeeded", now, None
+            job.step = summary["step"]
+        return "succeeded"
