@@ -3,6 +3,7 @@
 import gzip
 import io
 import os
+import socket
 import stat
 import struct
 import tarfile
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from kgan_core.data import BUILTIN_DATASETS, Dataset, DatasetError, images_from_model, images_to_model, load_dataset
+from kgan_core.data.network import reachable
 
 
 def encode(color, size=(6, 6), mode="RGB", fmt="PNG") -> bytes:
@@ -354,12 +356,25 @@ def test_lfw_is_read_from_an_unpacked_folder_in_root(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist", "lfw"])
-def test_download_only_datasets_fail_fast_offline_naming_the_folder(tmp_path, name):
+def test_download_only_datasets_fail_fast_offline_naming_the_folder(tmp_path, name, monkeypatch):
+    # As on a machine without network: a test must never download, even where CI has network.
+    monkeypatch.setattr("kgan_core.data.builtin.reachable", lambda url, timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(DatasetError, match=str(tmp_path)):
         load_dataset(name, root=tmp_path)
     assert time.perf_counter() - start < 15
     assert not any(tmp_path.iterdir())  # nothing half-downloaded left behind
+
+
+def test_reachability_probe_answers_quickly():
+    server = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    assert reachable(url)
+    server.close()
+    start = time.perf_counter()
+    assert not reachable(url)  # refused
+    assert not reachable("http://kgan-probe.invalid/")  # a name that never resolves (RFC 2606)
+    assert time.perf_counter() - start < 10
 
 
 def test_mnist_missing_names_the_folder_and_files(tmp_path):
