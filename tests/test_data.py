@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 
 from kgan_core.data import BUILTIN_DATASETS, Dataset, DatasetError, images_from_model, images_to_model, load_dataset
+from kgan_core.data.builtin import available_offline
+from kgan_core.data.files import decode_image
 from kgan_core.data.network import reachable
 
 
@@ -136,8 +138,10 @@ def test_train_and_test_pairs_load_train_first(tmp_path):
 def test_fashion_mnist_is_read_from_root_without_any_download(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"  # where torchvision's download leaves it
     raw.mkdir(parents=True)
+    assert not available_offline("fashion-mnist", tmp_path)
     (raw / "t10k-images-idx3-ubyte").write_bytes(idx(np.zeros((4, 28, 28), np.uint8)))
     (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(np.array([0, 9, 3, 3])))
+    assert available_offline("fashion-mnist", tmp_path)
     d = load_dataset("fashion-mnist", root=tmp_path)
     assert d.name == "fashion-mnist" and d.x.shape == (4, 1, 28, 28) and d.classes[9] == "Ankle boot"
 
@@ -212,6 +216,14 @@ def test_labels_keep_their_class_index_under_limit(tmp_path):
     write_tree(tmp_path, {f"{c}/{i}.png": encode(i, mode="L") for c in ("a", "b", "c") for i in range(2)})
     d = load_dataset(tmp_path, limit=3)
     assert d.n == 3 and d.labels.tolist() == [0, 0, 1] and d.classes == ("a", "b", "c")
+
+
+def test_decode_image_gives_a_pil_image_for_callers_that_inspect_uploads():
+    image = decode_image(encode((255, 0, 0), size=(7, 5)), "upload.png", 4096 * 4096, None)
+    assert image.size == (7, 5) and image.mode == "RGB"
+    assert decode_image(encode(3, mode="L"), "g.png", 100, 4, "RGB").size == (4, 4)
+    with pytest.raises(DatasetError, match="upload.png"):
+        decode_image(b"nope", "upload.png", 100, None)
 
 
 def test_non_square_images_are_centre_cropped_before_resizing(tmp_path):
@@ -349,7 +361,9 @@ def test_lfw_subset_ships_offline():
 def test_lfw_is_read_from_an_unpacked_folder_in_root(tmp_path):
     people = {f"lfw-deepfunneled/{p}/{p}_000{i}.jpg": encode((40 * i, 90, 20), size=(25, 25), fmt="JPEG")
               for p in ("Ada_Lovelace", "Alan_Turing") for i in (1, 2)}
+    assert not available_offline("lfw", tmp_path)
     write_tree(tmp_path, people)
+    assert available_offline("lfw", tmp_path) and available_offline("lfw-subset", tmp_path)
     d = load_dataset("lfw", root=tmp_path, image_size=16, limit=3)
     assert d.name == "lfw" and d.x.shape == (3, 3, 16, 16) and d.labels.tolist() == [0, 0, 1]
     assert d.classes == ("Ada_Lovelace", "Alan_Turing")

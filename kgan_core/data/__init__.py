@@ -15,8 +15,8 @@ from pathlib import Path
 from kgan_core.data import builtin
 from kgan_core.data.arrays import array_file
 from kgan_core.data.dataset import Dataset, DatasetError, images_from_model, images_to_model
+from kgan_core.data.files import image_collection, is_archive
 from kgan_core.data.idx import has_idx, idx_file, idx_folder, is_idx_images_file
-from kgan_core.data.images import image_collection, is_archive
 from kgan_core.data.preprocess import resize, set_channels
 
 __all__ = ["BUILTIN_DATASETS", "DEFAULT_ROOT", "Dataset", "DatasetError", "images_from_model", "images_to_model",

@@ -14,8 +14,8 @@ import torch
 
 from kgan_core.data.arrays import to_uint8
 from kgan_core.data.dataset import Dataset, DatasetError
+from kgan_core.data.files import image_collection
 from kgan_core.data.idx import has_idx, idx_folder
-from kgan_core.data.images import image_collection
 from kgan_core.data.network import reachable
 
 MIXTURES = ("ring8", "grid25")
@@ -45,21 +45,43 @@ def mixture(name: str, n: int, seed: int) -> Dataset:
     return Dataset(name, x, labels, "points", centres, sigma)
 
 
+def available_offline(name: str, root: Path) -> bool:
+    """Whether built-in ``name`` loads from ``root`` (or needs no files) without any download."""
+    if name in (*MIXTURES, "lfw-subset"):
+        return True
+    finders = {"mnist": _mnist_folder, "fashion-mnist": _fashion_folder, "lfw": _lfw_source}
+    return name in finders and finders[name](root) is not None
+
+
+def _mnist_folder(root: Path) -> Path | None:
+    return next((f for f in (root / "mnist", root / "MNIST" / "raw", root) if has_idx(f)), None)
+
+
+def _fashion_folder(root: Path) -> Path | None:
+    return next((f for f in (root / "fashion-mnist", root / "FashionMNIST" / "raw", root) if has_idx(f)), None)
+
+
+def _lfw_source(root: Path) -> Path | None:
+    places = [root / "lfw-deepfunneled", root / "lfw-py" / "lfw-deepfunneled"]
+    places += [p.with_name(p.name + ".tgz") for p in places]
+    return next((p for p in places if p.is_dir() or p.is_file()), None)
+
+
 def mnist(root: Path) -> Dataset:
     """MNIST's IDX files from root/mnist, root/MNIST/raw (torchvision's layout) or root itself."""
-    for folder in (root / "mnist", root / "MNIST" / "raw", root):
-        if has_idx(folder):
-            return idx_folder(folder, "mnist", DIGITS)
+    folder = _mnist_folder(root)
+    if folder is not None:
+        return idx_folder(folder, "mnist", DIGITS)
     raise DatasetError(f"mnist needs its IDX files in {root / 'mnist'} or {root}: {IDX_FILES}, from "
                        "http://yann.lecun.com/exdb/mnist/ or a mirror; or pass the folder holding them as root")
 
 
 def fashion_mnist(root: Path) -> Dataset:
     """Fashion-MNIST from root/fashion-mnist, root/FashionMNIST/raw or root; else downloaded by torchvision."""
+    local = _fashion_folder(root)
+    if local is not None:
+        return idx_folder(local, "fashion-mnist", FASHION_CLASSES)
     folder = root / "fashion-mnist"
-    for candidate in (folder, root / "FashionMNIST" / "raw", root):
-        if has_idx(candidate):
-            return idx_folder(candidate, "fashion-mnist", FASHION_CLASSES)
     help_text = (f"Put Fashion-MNIST's {IDX_FILES} (https://github.com/zalandoresearch/fashion-mnist) in "
                  f"{folder}")
     if not reachable(FASHION_MIRROR):
@@ -83,11 +105,10 @@ def lfw(root: Path, *, image_size: int | None, channels: int | None, max_pixels:
     download LFW and insists on checksummed side files, so the images are read directly.
     Decoding resizes each face at once: 13,233 full-size faces would need 2.5 GB first.
     """
-    places = [root / "lfw-deepfunneled", root / "lfw-py" / "lfw-deepfunneled"]
-    for path in places + [p.with_name(p.name + ".tgz") for p in places]:
-        if path.is_dir() or path.is_file():
-            return image_collection(path, name="lfw", image_size=image_size, channels=channels,
-                                    max_pixels=max_pixels, limit=limit)
+    source = _lfw_source(root)
+    if source is not None:
+        return image_collection(source, name="lfw", image_size=image_size, channels=channels,
+                                max_pixels=max_pixels, limit=limit)
     raise DatasetError(f"lfw is not in {root}: put lfw-deepfunneled.tgz, or the lfw-deepfunneled/ folder it "
                        f"unpacks to (one sub-folder of JPEGs per person), in {root}. It cannot be downloaded "
                        "automatically (torchvision dropped LFW downloads); get it from "

@@ -244,11 +244,13 @@ def _native_mode(image: Image.Image) -> str:
     return "RGB"
 
 
-def decode_image(data: bytes, where: str, *, max_pixels: int, mode: str | None,
-                 size: int | None) -> np.ndarray:
-    """Bytes -> (H, W, C) uint8 in ``mode`` ("L"/"RGB"; None: the image's own), fitted to size x size.
+def decode_image(data: bytes, where: str, max_pixels: int = 4096 * 4096, size: int | None = None,
+                 mode: str | None = None) -> Image.Image:
+    """Bytes -> a fully decoded PIL image in ``mode`` ("L"/"RGB"; None: the image's own, grey or colour).
 
-    Alpha is dropped (PIL's convert); EXIF orientation is applied; a GIF/TIFF gives its first frame.
+    ``where`` names the file in errors; ``size`` centre-crops and resizes to size x size.
+    Alpha is dropped (PIL's convert), 16-bit grey is scaled to 8 bits, EXIF orientation is
+    applied, and a GIF/TIFF gives its first frame. Any failure is a DatasetError naming ``where``.
     """
     image = _open(data, where, max_pixels)
     try:
@@ -260,12 +262,17 @@ def decode_image(data: bytes, where: str, *, max_pixels: int, mode: str | None,
         if image.mode != target:
             image = image.convert(target)
         image = fit_square(image, size)
-        array = np.asarray(image, dtype=np.uint8)
+        image.load()
     except DatasetError:
         raise
     except Exception as exc:  # truncated data surfaces as OSError, mangled data as almost anything
         raise DatasetError(f"{where} is not a readable image ({exc}); remove or replace it") from exc
-    return array.reshape(array.shape[0], array.shape[1], -1)
+    return image
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], -1)  # (H, W, C)
 
 
 def labels_from_names(names: list[str]) -> tuple[torch.Tensor | None, tuple[str, ...] | None]:
@@ -297,7 +304,7 @@ def image_collection(path: Path, *, name: str | None = None, image_size: int | N
         arrays: list[np.ndarray | None] = []
         for member, read in members:
             where = str(path / member) if path.is_dir() else f"{member} in {path}"
-            array = decode_image(read(), where, max_pixels=max_pixels, mode=mode, size=image_size)
+            array = _pixels(decode_image(read(), where, max_pixels, image_size, mode))
             if arrays and array.shape[:2] != arrays[0].shape[:2]:
                 (h, w), first = arrays[0].shape[:2], members[0][0]
                 raise DatasetError(f"images in {path} differ in size: {first} is {w}x{h}, {member} is "
