@@ -1,0 +1,152 @@
+"""Activation maximisation of a critic layer, channel or unit, for one member or all of them.
+
+Three ways of searching for the image, side by side:
+- ``pixel``: gradient ascent on raw pixels (the thesis' baseline);
+- ``regularised``: Fourier-parameterised image, jitter/scale transforms, total-variation
+  penalty (Lucid's recipe);
+- ``prior``: DGN-AM — ascent on the code of a learned image prior (``kgan_core.prior``),
+  clipped to the range seen on real data and decayed every step.
+
+Every image comes with the activation it reached and the same activation's mean and max
+over the real images of that member's tile (the first column shows the real image that
+reaches the max), so "did it work" is a number, not an impression.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from kgan_core.render import labelled_grid
+from kgan_core.visualise import objectives, param, transforms
+from kgan_core.visualise.base import (
+    Visualisation,
+    bounded_float,
+    bounded_int,
+    members_of,
+    require_images,
+    rounded,
+    seeded,
+    tile_items,
+    title_for,
+)
+from kgan_core.visualise.errors import OptionError
+from kgan_core.visualise.optimise import maximise
+
+METHODS: tuple[str, ...] = ("pixel", "regularised", "prior")
+REALISM_REFERENCE = 1000  # real images E-features are compared against
+
+
+def as_prior(prior, item_shape: tuple[int, ...], vgg_weights=None):
+    """A loaded, size-checked prior from a Prior or a file path (None stays None)."""
+    from kgan_core.prior import Prior, load_prior
+
+    if prior is None:
+        return None
+    if isinstance(prior, str | Path):
+        prior = load_prior(prior, vgg_weights=vgg_weights)
+    if not isinstance(prior, Prior):
+        raise OptionError(f"prior must be a prior file or a Prior, got {type(prior).__name__}")
+    prior.check_compatible(item_shape)
+    return prior
+
+
+def _methods(methods, prior) -> list[str]:
+    if methods is None:
+        return ["pixel", "regularised"] + (["prior"] if prior is not None else [])
+    chosen = [methods] if isinstance(methods, str) else list(methods)
+    for m in chosen:
+        if m not in METHODS:
+            raise OptionError(f"unknown method {m!r}; methods are {', '.join(METHODS)}")
+    if not chosen:
+        raise OptionError(f"give at least one method of {', '.join(METHODS)}")
+    if "prior" in chosen and prior is None:
+        raise OptionError("the prior method needs a learned prior: pass prior=FILE (make one with kgan train-prior)")
+    return chosen
+
+
+def real_activation(run, member: int, objective) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective on every real image of member's tile, and those images."""
+    critic = run.member(member).critic.requires_grad_(False)
+    items = tile_items(run, member)
+    with torch.no_grad():
+        values = torch.cat([objective(critic.features(chunk[None], upto=objective.layer))[0]
+                            for chunk in items.split(1024)]) if items.shape[0] else torch.zeros(0)
+    return values, items
+
+
+def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str | None = None,
+                   channel: int | None = None, unit: int | None = None, position=None, methods=None,
+                   prior=None, vgg_weights=None, steps: int = 200, lr: float = 0.05, tv_weight: float = 0.05,
+                   decay: float = 0.01) -> Visualisation:
+    require_images(run, "activation-max")
+    members = members_of(run, member)
+    steps = bounded_int("steps", steps, 1, 10_000)
+    lr = bounded_float("lr", lr, 1e-5, 10.0)
+    tv_weight = bounded_float("tv_weight", tv_weight, 0.0, 100.0)
+    decay = bounded_float("decay", decay, 0.0, 0.5)
+    critic = (run.critic if member is None else run.member(member).critic).requires_grad_(False)
+    if position is not None:
+        position = tuple(position)
+    objective = objectives.resolve(critic, run.item_shape, layer, channel, unit, position)
+    prior = as_prior(prior, run.item_shape, vgg_weights)
+    chosen = _methods(methods, prior)
+    kk = len(members)
+    lead = (kk, 1)
+    shape = (*lead, *run.item_shape)
+    results, seconds = {}, {}
+    for i, method in enumerate(chosen):
+        g = seeded(seed * 1000 + i)
+        started = time.perf_counter()
+        if method == "pixel":
+            p = param.pixel(shape, g)
+            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g)
+        elif method == "regularised":
+            p = param.fft(shape, g)
+            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g,
+                                       transform=transforms.standard(run.item_shape[-1]), tv_weight=tv_weight)
+        else:
+            p = param.prior_code(prior, lead, g, decay=decay)
+            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g)
+        seconds[method] = time.perf_counter() - started
+    reference = None
+    if prior is not None:
+        data = run.dataset
+        pick = torch.randperm(data.n, generator=seeded(seed))[:REALISM_REFERENCE]
+        reference = data.to_model(data.x[pick])
+    from kgan_core.prior import feature_nn_ratio
+
+    cells, captions, rows, numbers = [], [], [], {
+        "objective": objective.to_dict(), "methods": chosen, "steps": steps, "lr": lr,
+        "seconds": rounded(seconds, 3), "members": {}}
+    for row, j in enumerate(members):
+        real_values, items = real_activation(run, j, objective)
+        best = int(real_values.argmax()) if real_values.numel() else None
+        real_max = float(real_values.max()) if best is not None else float("nan")
+        entry: dict = {"real_mean": float(real_values.mean()) if best is not None else None,
+                       "real_max": real_max if best is not None else None, "real_count": int(real_values.numel())}
+        best_img = items[best] if best is not None else torch.ones(run.item_shape)
+        row_cells, row_caps = [best_img], [f"{real_max:.3f}" if best is not None else "empty tile"]
+        for method in chosen:
+            res = results[method]
+            reached = float(res.values[row, 0])
+            method_numbers = {"start": float(res.start[row, 0]), "reached": reached,
+                              "trace": [t[row] for t in res.trace]}
+            if best is not None:
+                method_numbers["reached_over_real_max"] = reached / real_max if real_max else None
+                method_numbers["reaches_real_max"] = reached >= real_max
+            if reference is not None:
+                method_numbers["feature_nn_ratio"] = feature_nn_ratio(prior, res.images[row], reference)[0]
+            entry[method] = method_numbers
+            row_cells.append(res.images[row, 0])
+            row_caps.append(f"{reached:.3f}")
+        numbers["members"][str(j)] = rounded(entry)
+        cells.append(torch.stack(row_cells))
+        captions.append(row_caps)
+        rows.append(f"member {j}")
+    title = title_for(run, "activation max", member, seed, f"{objective.name}, {steps} steps")
+    image = labelled_grid(torch.stack(cells), row_labels=rows, col_labels=["best real"] + chosen,
+                          captions=captions, title=title)
+    return Visualisation("activation-max", member, seed, title, image, numbers)

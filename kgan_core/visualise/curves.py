@@ -1,0 +1,49 @@
+"""Training curves: critic and generator losses, Wasserstein estimates and tile sizes per
+member over the run's logged steps (matplotlib); the member asked for is drawn bold."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from kgan_core.render import titled_figure
+from kgan_core.visualise.base import Visualisation, rounded, title_for
+from kgan_core.visualise.errors import VisualisationError
+
+
+def training_curves(run, member: int | None = None, *, seed: int = 0) -> Visualisation:
+    if member is not None:
+        run.check_member(member)
+    history = run.history
+    if not history:
+        raise VisualisationError("this run has no logged training steps yet; train it (or wait for its first log)")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [h["step"] for h in history]
+    panels = [("wasserstein", "Wasserstein estimate"), ("d_loss", "critic loss"), ("g_loss", "generator loss"),
+              ("tile_sizes", "tile size")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), dpi=90)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for j in range(run.k):
+            ys = [h[key][j] for h in history]
+            bold = member is None or j == member
+            ax.plot(steps, ys, lw=1.8 if member == j else 1.0, alpha=1.0 if bold else 0.25,
+                    color=f"C{j % 10}", label=f"member {j}" if bold else None)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+    axes[-1].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    title = title_for(run, "training curves", member, seed, f"{len(steps)} logged steps")
+    image = titled_figure(Image.open(buf).convert("RGB"), title)
+    last = history[-1]
+    who = range(run.k) if member is None else [member]
+    numbers = {"logged_steps": len(steps), "last_step": steps[-1], "members": {
+        str(j): rounded({key: last[key][j] for key, _ in panels}) for j in who}}
+    return Visualisation("training-curves", member, seed, title, image, numbers)
