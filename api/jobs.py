@@ -69,11 +69,17 @@ def _item_shape(params: TrainParams, dataset: Dataset | None) -> tuple[int, ...]
     return (channels, base[1], base[2])
 
 
-def check_train_params(session: Session, owner: Owner, params: TrainParams) -> Dataset | None:
+def check_train_params(session: Session, owner: Owner, params: TrainParams, settings: Settings) -> Dataset | None:
     """Everything that can be known wrong before a worker starts, answered as a 4xx now."""
+    from api.datasets import builtin_status
     from kgan_core.models import ArchitectureError, default_spec
 
     dataset = None
+    if params.dataset is not None:
+        available, detail = builtin_status(params.dataset, settings)
+        if not available:
+            raise Problem(422, "Built-in dataset not available", f"{params.dataset}: {detail}.",
+                          slug="dataset-unavailable")
     if params.dataset_id is not None:
         dataset = session.get(Dataset, params.dataset_id)
         if dataset is None or dataset.owner_id != owner.id:
@@ -94,14 +100,15 @@ def check_train_params(session: Session, owner: Owner, params: TrainParams) -> D
     return dataset
 
 
-def create_job(session: Session, owner: Owner, body: JobCreate, idempotency_key: str | None) -> tuple[Job, bool]:
+def create_job(session: Session, owner: Owner, body: JobCreate, idempotency_key: str | None,
+               settings: Settings) -> tuple[Job, bool]:
     """Returns (job, created). A retried POST with the same Idempotency-Key returns the first job."""
     fingerprint = request_fingerprint(body)
     if idempotency_key is not None:
         existing = _by_key(session, owner.id, idempotency_key)
         if existing is not None:
             return _same_request(existing, fingerprint), False
-    dataset = check_train_params(session, owner, body.params)
+    dataset = check_train_params(session, owner, body.params, settings)
     job = Job(owner_id=owner.id, kind=body.kind, params=body.params.model_dump(mode="json"),
               dataset_id=dataset.id if dataset else None, idempotency_key=idempotency_key,
               request_hash=fingerprint, total=body.params.steps)

@@ -42,7 +42,7 @@ def _model_id(session, job_id: str) -> str | None:
              responses={202: {"description": "accepted; poll the URL in Location"}})
 def create_job(body: JobCreate, owner: CurrentOwner, session: SessionDep, request: Request, response: Response,
                idempotency_key: IdempotencyKey = None) -> JobOut:
-    job, created = service.create_job(session, owner, body, idempotency_key)
+    job, created = service.create_job(session, owner, body, idempotency_key, request.app.state.settings)
     if created:
         service.dispatch(request.app.state.db, request.app.state.send_job, job.id)
         session.refresh(job)

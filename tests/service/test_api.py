@@ -1,0 +1,176 @@
+"""The HTTP API on both backends: auth, problem documents, jobs, idempotency, cancel, health."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+from sqlalchemy import func, select
+
+from api.db import Database
+from api.models import Job
+from tests.service.conftest import TINY_TRAIN, assert_problem
+
+
+def job_count(settings) -> int:
+    db = Database(settings)
+    try:
+        with db.session() as s:
+            return s.scalar(select(func.count()).select_from(Job))
+    finally:
+        db.dispose()
+
+
+def test_health_ready_and_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "artifact_store": "ok"}
+    assert "/v1/jobs" in client.get("/openapi.json").json()["paths"]
+
+
+def test_readyz_reports_a_broker_that_is_down(settings, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    down = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0", "artifact_dir": tmp_path})
+    with TestClient(create_app(down)) as c:
+        body = assert_problem(c.get("/readyz"), 503)
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("failed")
+
+
+def test_requests_without_a_valid_key_get_401(client):
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer kgan_not-a-real-key"}):
+        body = assert_problem(client.get("/v1/jobs", headers=headers), 401)
+        assert "Bearer" in body["detail"] or "create" in body["detail"]
+
+
+def test_unknown_route_and_method_are_problems(client, alice):
+    assert_problem(client.get("/v1/nothing-here", headers=alice.headers), 404)
+    assert_problem(client.delete("/v1/jobs", headers=alice.headers), 405)
+
+
+def test_train_job_is_accepted_and_listed(client, alice, settings):
+    r = client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=alice.headers)
+    assert r.status_code == 202
+    job = r.json()
+    assert r.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["progress"]["total"] == TINY_TRAIN["steps"]
+    assert job["params"]["k"] == 2 and job["params"]["lr_g"] == 1e-4  # TrainConfig's defaults filled in
+    assert client.get(r.headers["Location"], headers=alice.headers).json()["id"] == job["id"]
+    # The message went to the broker and carries only the id.
+    client_redis = redis.Redis.from_url(settings.broker_url)
+    messages = client_redis.lrange(settings.queue, 0, -1)
+    assert any(job["id"].encode() in m for m in messages)
+    listed = client.get("/v1/jobs?status=queued&kind=train", headers=alice.headers).json()
+    assert job["id"] in [j["id"] for j in listed["items"]]
+    assert client.get("/v1/jobs?status=succeeded", headers=alice.headers).json()["total"] == 0
+
+
+def test_pagination(client, alice):
+    ids = [client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=alice.headers).json()["id"]
+           for _ in range(3)]
+    first = client.get("/v1/jobs?limit=2", headers=alice.headers).json()
+    assert first["total"] == 3 and len(first["items"]) == 2 and first["next"]
+    second = client.get(first["next"], headers=alice.headers).json()
+    assert second["next"] is None
+    assert sorted(j["id"] for j in first["items"] + second["items"]) == sorted(ids)
+    assert_problem(client.get("/v1/jobs?limit=1000", headers=alice.headers), 422)
+
+
+def test_idempotency_key_returns_the_same_job(client, alice, settings):
+    key = {"Idempotency-Key": uuid.uuid4().hex, **alice.headers}
+    body = {"kind": "train", "params": TINY_TRAIN}
+    first = client.post("/v1/jobs", json=body, headers=key)
+    before = job_count(settings)
+    again = client.post("/v1/jobs", json=body, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert job_count(settings) == before
+    changed = {"kind": "train", "params": {**TINY_TRAIN, "k": 3}}
+    problem = assert_problem(client.post("/v1/jobs", json=changed, headers=key), 422)
+    assert first.json()["id"] in problem["detail"]
+
+
+def test_idempotency_keys_are_per_owner(client, alice, bob):
+    key = uuid.uuid4().hex
+    body = {"kind": "train", "params": TINY_TRAIN}
+    a = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key, **alice.headers}).json()
+    b = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key, **bob.headers}).json()
+    assert a["id"] != b["id"]
+
+
+BAD_JOBS = [
+    ({"kind": "train", "params": {**TINY_TRAIN, "k": 500}}, "params.k"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "steps": 0}}, "params.steps"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "batch_size": 10**9}}, "params.batch_size"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "image_size": 4}}, "params.image_size"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "surprise": 1}}, "params.surprise"),
+    ({"kind": "train", "params": TINY_TRAIN, "extra": True}, "extra"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "device": "cuda"}}, "params.device"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "data_root": "/etc"}}, "params.data_root"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "dataset": "/etc/passwd"}}, "params"),
+    ({"kind": "train", "params": {k: v for k, v in TINY_TRAIN.items() if k != "dataset"}}, "params"),
+    ({"kind": "mine-bitcoin", "params": TINY_TRAIN}, "kind"),
+]
+
+
+def test_bad_job_requests_are_422_and_store_nothing(client, alice, settings):
+    before = job_count(settings)
+    for body, field in BAD_JOBS:
+        problem = assert_problem(client.post("/v1/jobs", json=body, headers=alice.headers), 422)
+        assert any(e["field"].startswith(f"body.{field}") for e in problem["errors"]), (body, problem)
+    assert job_count(settings) == before
+
+
+def test_jobs_that_cannot_fit_the_data_are_refused_before_queueing(client, alice, settings):
+    before = job_count(settings)
+    cases = [
+        {**TINY_TRAIN, "arch": "thesis"},  # images net on points
+        {**TINY_TRAIN, "n_points": 10, "k": 20},  # more members than data
+        {**TINY_TRAIN, "dataset": "mnist", "arch": "dcgan64"},  # 28 px into a 64 px net
+        {**TINY_TRAIN, "dataset": "mnist", "image_size": 30, "arch": "thesis"},  # side not divisible by 4
+    ]
+    for params in cases:
+        problem = assert_problem(client.post("/v1/jobs", json={"kind": "train", "params": params},
+                                             headers=alice.headers), 422)
+        assert problem["title"] != "Internal server error"
+    assert job_count(settings) == before
+
+
+def test_malformed_json_is_a_problem(client, alice):
+    r = client.post("/v1/jobs", content=b"{not json", headers={**alice.headers, "Content-Type": "application/json"})
+    assert_problem(r, 422)
+
+
+def test_cancel_a_queued_job(client, alice):
+    job = client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=alice.headers).json()
+    r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    assert_problem(client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers), 409)
+
+
+def test_a_worker_skips_a_job_cancelled_while_queued(client, alice, settings):
+    from worker.runner import JobRunner
+
+    job = client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=alice.headers).json()
+    client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert JobRunner(settings).run(job["id"]) == "skipped"
+    body = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    assert body["status"] == "cancelled" and body["attempt"] == 0
+
+
+def test_metrics_report_jobs_and_latency(client, alice):
+    client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=alice.headers)
+    text = client.get("/metrics").text
+    assert 'kgan_jobs{state="queued"}' in text
+    assert "kgan_job_duration_seconds" in text
+    assert 'kgan_http_request_duration_seconds_count{method="POST",route="/v1/jobs",status="202"}' in text
+
+
+def test_builtin_dataset_listing(client, alice):
+    listed = {d["name"]: d for d in client.get("/v1/datasets/builtin", headers=alice.headers).json()}
+    assert listed["ring8"]["available"] and listed["ring8"]["kind"] == "points"
+    assert listed["mnist"]["available"]  # the shared MNIST digits
