@@ -212,8 +212,8 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
             budget = settings.max_uncompressed_bytes - total
             if declared > budget:
                 raise upload_problem("Archive too large uncompressed",
-                                     f"The archive expands to more than this server's limit of "
-                                     f"{settings.max_uncompressed_bytes} bytes (at entry {name!r}).")
+                                     f"The archive expands past this server's limit of "
+                                     f"{settings.max_uncompressed_bytes} uncompressed bytes (at entry {name!r}).")
             with opener() as f:
                 data = _read_capped(f, declared, name, budget)
             total += len(data)
