@@ -399,6 +399,8 @@ def train_prior(config: PriorConfig, out: str | Path, *, dataset=None,
     out = Path(out)
     if out.suffix != ".safetensors":
         raise PriorError(f"a prior is saved as a .safetensors file; got {out.name!r}")
+    if config.encoder == "critic" and config.run is None:
+        raise PriorError("encoder='critic' needs the run whose critic to use (run / --run)")
     device = resolve_device(config.device)
     data = dataset if dataset is not None else load_dataset(config.dataset, root=config.data_root,
                                                             image_size=config.image_size,

@@ -13,6 +13,7 @@ Building blocks in the style of Lucent's optvis: ``param`` (image parameterisati
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,4 +86,7 @@ def visualise(run, what: str, member: int | None = None, *, seed: int = 0, **opt
     if unknown:
         raise OptionError(f"{what} does not take {', '.join(unknown)}; its options are "
                           f"{', '.join(allowed) or 'none'}")
-    return entry.render(run, member, seed=seed, **options)
+    started = time.perf_counter()
+    vis = entry.render(run, member, seed=seed, **options)
+    vis.timings["total_seconds"] = round(time.perf_counter() - started, 3)
+    return vis

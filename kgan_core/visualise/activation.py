@@ -120,7 +120,7 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
 
     cells, captions, rows, numbers = [], [], [], {
         "objective": objective.to_dict(), "methods": chosen, "steps": steps, "lr": lr,
-        "seconds": rounded(seconds, 3), "members": {}}
+        "members": {}}
     for row, j in enumerate(members):
         real_values, items = real_activation(run, j, objective)
         best = int(real_values.argmax()) if real_values.numel() else None
@@ -149,4 +149,5 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
     title = title_for(run, "activation max", member, seed, f"{objective.name}, {steps} steps")
     image = labelled_grid(torch.stack(cells), row_labels=rows, col_labels=["best real"] + chosen,
                           captions=captions, title=title)
-    return Visualisation("activation-max", member, seed, title, image, numbers)
+    return Visualisation("activation-max", member, seed, title, image, numbers,
+                         {f"{m}_seconds": round(s, 3) for m, s in seconds.items()})

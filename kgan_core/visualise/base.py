@@ -24,13 +24,15 @@ class Visualisation:
     title: str
     image: Image.Image
     numbers: dict[str, Any] = field(default_factory=dict)
+    # Wall-clock seconds, kept apart from the numbers so those stay identical for a seed.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def png(self) -> bytes:
         return labelled_png_bytes(self.image)
 
     def json(self) -> str:
         return json.dumps({"what": self.what, "member": self.member, "seed": self.seed, "title": self.title,
-                           "numbers": self.numbers}, indent=2, allow_nan=False)
+                           "numbers": self.numbers, "timings": self.timings}, indent=2, allow_nan=False)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write FILE.png and FILE.json beside it. Both are rendered before either is written,

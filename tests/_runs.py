@@ -1,0 +1,41 @@
+"""Tiny trained runs and priors shared by the visualisation tests, built once per session.
+
+Kept in a helper module (not conftest.py, which the lead owns) and cached in one temporary
+folder that is removed when the test session ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+_root = Path(tempfile.mkdtemp(prefix="kgan-vis-tests-"))
+atexit.register(shutil.rmtree, _root, ignore_errors=True)
+
+TINY_RUN = dict(dataset="mnist", data_root=str(SHARED_MNIST), image_size=16, limit=300, k=3, width=4, latent_dim=8,
+                batch_size=16, n_critic=1, steps=20, rounds=1, log_every=5, checkpoint_every=100, seed=0, device="cpu")
+TINY_PRIOR = dict(dataset="mnist", data_root=str(SHARED_MNIST), image_size=16, limit=300, holdout=50, code_dim=16,
+                  width=8, steps=60, batch_size=32, log_every=20, seed=0)
+
+
+@cache
+def tiny_run_dir() -> Path:
+    from kgan_core.train import TrainConfig, train
+
+    run_dir = _root / "run"
+    train(TrainConfig(**TINY_RUN), run_dir)
+    return run_dir
+
+
+@cache
+def tiny_prior_path() -> Path:
+    from kgan_core.prior import PriorConfig, train_prior
+
+    path = _root / "prior.safetensors"
+    train_prior(PriorConfig(**TINY_PRIOR), path)
+    return path

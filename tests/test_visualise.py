@@ -1,0 +1,184 @@
+"""Every visualisation on a tiny trained run: shapes, determinism, labels, numbers, errors."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from _runs import tiny_prior_path, tiny_run_dir
+from PIL import Image
+
+from kgan_core.render import labelled_grid, labelled_png_bytes, to_uint8
+from kgan_core.run import MemberIndexError, load_run
+from kgan_core.visualise import (
+    VISUALISATIONS,
+    LayerNameError,
+    OptionError,
+    UnknownVisualisationError,
+    visualise,
+)
+
+FAST = {"activation-max": {"steps": 5}, "medoid": {"n": 32}, "cross-member": {"n": 8},
+        "principal-directions": {"n_base": 2}}
+CASES = [(what, member) for what, entry in VISUALISATIONS.items() for member in ([1] if entry.per_member_only
+                                                                                   else [None, 1])]
+
+
+@pytest.fixture(scope="module")
+def run():
+    return load_run(tiny_run_dir())
+
+
+def png_labels(data: bytes) -> dict:
+    return json.loads(Image.open(io.BytesIO(data)).text["kgan-labels"])
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def test_labelled_grid_round_trips_through_png():
+    images = torch.linspace(-1, 1, 2 * 3 * 8 * 8).reshape(2, 3, 1, 8, 8)
+    grid = labelled_grid(images, row_labels=["a", "b"], col_labels=["x", "y", "z"], title="t", scale=1)
+    decoded = Image.open(io.BytesIO(labelled_png_bytes(grid)))
+    assert decoded.size == grid.size and decoded.mode == "L"
+    assert png_labels(labelled_png_bytes(grid)) == {"title": "t", "rows": ["a", "b"], "cols": ["x", "y", "z"],
+                                                    "captions": []}
+    pixels = torch.from_numpy(np.array(decoded))
+    # Cells sit at the bottom right; the last cell holds the last 8x8 block, mapped by to_uint8.
+    assert torch.equal(pixels[-10:-2, -10:-2], to_uint8(images[1, 2])[0])
+
+
+def test_the_same_value_gets_the_same_grey_in_every_panel():
+    a = labelled_grid(torch.full((1, 2, 1, 4, 4), 0.5), scale=1, padding=0)
+    b = labelled_grid(torch.cat([torch.full((1, 1, 1, 4, 4), 0.5), torch.full((1, 1, 1, 4, 4), -1.0)], 1),
+                      scale=1, padding=0)
+    assert a.getpixel((0, 0)) == b.getpixel((0, 0)) == int(to_uint8(torch.tensor(0.5)))
+
+
+def test_labels_put_ink_beside_the_grid():
+    images = torch.ones(2, 2, 1, 8, 8)  # white images: only labels can be dark
+    bare = labelled_grid(images)
+    labelled = labelled_grid(images, row_labels=["member 0", "member 1"], col_labels=["a", "b"], title="title")
+    assert np.array(bare).min() == 255
+    assert np.array(labelled).min() < 128
+    assert labelled.width > bare.width and labelled.height > bare.height
+
+
+# --- every visualisation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("what", "member"), CASES)
+def test_each_visualisation_is_labelled_deterministic_and_has_json_numbers(run, what, member):
+    a = visualise(run, what, member, seed=3, **FAST.get(what, {}))
+    b = visualise(run, what, member, seed=3, **FAST.get(what, {}))
+    assert a.png() == b.png()
+    assert a.numbers == b.numbers
+    json.loads(a.json())  # serialisable, no NaN
+    assert what.replace("-", " ") in a.title.replace("-", " ") and "seed 3" in a.title
+    assert ("member 1 of 3" if member == 1 else "all 3 members") in a.title
+    assert png_labels(a.png())["title"] == a.title
+    assert a.image.width > 100 and a.image.height > 50
+
+
+def test_samples_share_z_across_members_and_change_with_the_seed(run):
+    every = visualise(run, "samples", seed=1, n=4)
+    one = visualise(run, "samples", 2, seed=1, n=4)
+    assert png_labels(every.png())["rows"] == ["member 0", "member 1", "member 2"]
+    assert every.numbers["members"]["2"]["own_critic_mean"] == one.numbers["members"]["2"]["own_critic_mean"]
+    assert visualise(run, "samples", 2, seed=2, n=4).png() != one.png()
+    assert torch.allclose(run.sample_members(4, seed=1)[2], run.sample(4, member=2, seed=1), atol=1e-5)
+
+
+def test_medoid_and_real_tile_numbers_describe_the_member(run):
+    med = visualise(run, "medoid", 0, n=16)
+    assert png_labels(med.png())["cols"] == ["mean of samples", "medoid sample", "point mass"]
+    assert 0 <= med.numbers["members"]["0"]["medoid_index"] < 16
+    tile = visualise(run, "real-tile", 1, n=5)
+    numbers = tile.numbers["members"]["1"]
+    assert numbers["tile_size"] == int((run.assignment == 1).sum())
+    assert numbers["tile_share"] == pytest.approx(run.tile_shares[1], abs=1e-5)
+    assert numbers["distances_to_point_mass"] == sorted(numbers["distances_to_point_mass"])
+    assert "member 1 (" in png_labels(tile.png())["rows"][0]
+
+
+def test_latent_grids_report_change_per_step(run):
+    frozen = visualise(run, "frozen-latent", 0, dims=[1, 2], values=[-1, 1], n=3)
+    assert png_labels(frozen.png())["rows"] == ["z[1] = -1.0", "z[1] = +1.0", "z[2] = -1.0", "z[2] = +1.0"]
+    for d in ("1", "2"):
+        assert frozen.numbers["dims"][d]["change_per_unit"] > 0
+        assert frozen.numbers["dims"][d]["frozen_vs_resampled"] > 0
+    trav = visualise(run, "traversal", 0, steps=5)
+    assert len(trav.numbers["dims"]) == 6 and len(png_labels(trav.png())["cols"]) == 5
+    # default dims: the ones the generator is most sensitive to, most sensitive first
+    sens = [v["sensitivity"] for v in trav.numbers["dims"].values()]
+    assert sens == sorted(sens, reverse=True)
+
+
+def test_principal_directions_compare_with_random_directions(run):
+    vis = visualise(run, "principal-directions", 2, components=3, random=2, n_base=2)
+    n = vis.numbers
+    assert len(n["principal"]) == 3 and len(n["random"]) == 2
+    assert sum(p["explained_variance"] for p in n["principal"]) <= 1.0
+    assert n["principal_over_random"] == pytest.approx(n["mean_change_principal"] / n["mean_change_random"], rel=1e-3)
+    assert png_labels(vis.png())["rows"][3].startswith("random 1")
+
+
+def test_cross_member_matrix_is_k_by_k_and_matches_the_critics(run):
+    vis = visualise(run, "cross-member", n=8, seed=0)
+    fake = torch.tensor(vis.numbers["fake_scores"])
+    assert fake.shape == (3, 3)
+    samples = run.sample_members(8, seed=0)
+    d1_on_g2 = run.member(1).critic(samples[2][None])[0].mean()
+    assert fake[1, 2] == pytest.approx(float(d1_on_g2), abs=1e-4)
+
+
+def test_training_curves_cover_the_logged_steps(run):
+    vis = visualise(run, "training-curves", 0)
+    assert vis.numbers["logged_steps"] == len(run.history)
+    assert set(vis.numbers["members"]) == {"0"}
+
+
+def test_activation_max_reports_reached_and_real_tile_activations(run):
+    vis = visualise(run, "activation-max", None, layer="conv2", channel=1, steps=30, prior=tiny_prior_path())
+    assert vis.numbers["methods"] == ["pixel", "regularised", "prior"]
+    assert png_labels(vis.png())["cols"] == ["best real", "pixel", "regularised", "prior"]
+    for j in range(3):
+        m = vis.numbers["members"][str(j)]
+        assert m["real_max"] >= m["real_mean"]
+        for method in ("pixel", "regularised", "prior"):
+            assert m[method]["reached"] > m[method]["start"], (j, method)
+            assert m[method]["feature_nn_ratio"] > 0
+            assert isinstance(m[method]["reaches_real_max"], bool)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def test_bad_requests_fail_with_messages_that_say_what_to_do(run):
+    with pytest.raises(MemberIndexError, match="numbered 0 to 2"):
+        visualise(run, "samples", 3)
+    with pytest.raises(UnknownVisualisationError, match="choose one of samples, medoid"):
+        visualise(run, "sample")
+    with pytest.raises(LayerNameError, match="its layers are conv1, conv2, score"):
+        visualise(run, "activation-max", 0, layer="fc1", steps=1)
+    with pytest.raises(OptionError, match="its options are n"):
+        visualise(run, "samples", 0, layers=3)
+    with pytest.raises(OptionError, match="pass a member"):
+        visualise(run, "traversal")
+    with pytest.raises(OptionError, match="between 1 and 256"):
+        visualise(run, "samples", 0, n=0)
+    with pytest.raises(OptionError, match="needs a learned prior"):
+        visualise(run, "activation-max", 0, methods=["prior"], steps=1)
+    with pytest.raises(ValueError):  # every error is a ValueError, so callers can catch one type
+        visualise(run, "frozen-latent", 0, dims=[99])
+
+
+def test_save_writes_png_and_json_or_nothing(run, tmp_path):
+    vis = visualise(run, "samples", 0, n=2)
+    png, js = vis.save(tmp_path / "out" / "samples.png")
+    assert Image.open(png).size == vis.image.size
+    assert json.loads(js.read_text())["numbers"] == vis.numbers
+    with pytest.raises(OptionError, match=r"\.png"):
+        vis.save(tmp_path / "bad.jpg")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "samples.json", "samples.png"]
