@@ -1,0 +1,125 @@
+"""End to end: `python -m api.serve` as a subprocess (SQLite, embedded Redis, a real Celery
+worker), driven over HTTP like a researcher would with httpx."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(fn, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except httpx.TransportError:
+            pass
+        time.sleep(every)
+    raise AssertionError(f"timed out; last value {last!r}")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KGAN_")}
+    env.update(KGAN_RECONCILE_INTERVAL_S="1", KGAN_HEARTBEAT_S="1", KGAN_WORKER_DEVICE="cpu",
+               KGAN_BUILTIN_DATA_ROOT=str(ROOT.parent / "shared" / "data"))
+    log = open(data_dir / "serve.log", "w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "api.serve", "--data-dir", str(data_dir), "--port", str(port),
+                             "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200, timeout=120)
+        log.seek(0)
+        first = re.search(r"^\s+(kgan_\S+)\s*$", log.read(), re.M)
+        assert first, "the first start prints an API key"
+        yield base, first.group(1), data_dir, env
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert code == 0, output[-3000:]
+
+
+@pytest.mark.slow
+def test_train_poll_and_fetch_a_png_per_member(service):
+    base, first_key, data_dir, env = service
+    created = subprocess.run([sys.executable, "-m", "api.keys", "create", "--owner", "researcher", "--quiet",
+                              "--data-dir", str(data_dir)], cwd=ROOT, env=env, capture_output=True, text=True,
+                             check=True)
+    key = created.stdout.strip()
+    assert key.startswith("kgan_") and key != first_key
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as api:
+        params = {"dataset": "ring8", "n_points": 2000, "k": 2, "steps": 30, "log_every": 5, "checkpoint_every": 10,
+                  "rounds": 1, "width": 32, "batch_size": 32}
+        r = api.post("/v1/jobs", json={"kind": "train", "params": params}, headers={"Idempotency-Key": "e2e-1"})
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+        job = poll(lambda: (j := api.get(location).json())["status"] in ("succeeded", "failed", "cancelled") and j,
+                   timeout=300, every=1)
+        assert job["status"] == "succeeded", job
+        assert job["progress"]["step"] == 30 and job["progress"]["fraction"] == 1.0
+        model = api.get(job["links"]["model"]).json()
+        assert model["k"] == 2 and len(model["members"]) == 2
+        for member in model["members"]:
+            png = api.get(member["links"]["samples"], params={"n": 200, "seed": 1})
+            assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+            image = Image.open(io.BytesIO(png.content))
+            image.load()
+            w, h = image.size
+            assert 200 <= w <= 1000 and 200 <= h <= 1000  # a 4-inch, 100-dpi scatter plot
+            low, high = image.convert("L").getextrema()
+            assert high - low > 100  # points drawn on white, not a blank canvas
+        artifacts = api.get("/v1/artifacts", params={"model_id": model["id"]}).json()["items"]
+        checkpoint = next(a for a in artifacts if a["kind"] == "checkpoint")
+        file = api.get(checkpoint["links"]["self"])
+        assert file.headers["etag"] == f'"{checkpoint["sha256"]}"' and "immutable" in file.headers["cache-control"]
+        assert len(file.content) == checkpoint["size_bytes"]
+        assert api.get(checkpoint["links"]["self"], headers={"If-None-Match": file.headers["etag"]}).status_code == 304
+        # Retrying the first POST returns the same job, not a new one.
+        again = api.post("/v1/jobs", json={"kind": "train", "params": params}, headers={"Idempotency-Key": "e2e-1"})
+        assert again.json()["id"] == job["id"]
+
+
+@pytest.mark.slow
+def test_cancel_through_the_running_service(service):
+    base, key, _, _ = service
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as api:
+        params = {"dataset": "ring8", "n_points": 2000, "k": 2, "steps": 100_000, "log_every": 2, "width": 32,
+                  "batch_size": 32}
+        job = api.post("/v1/jobs", json={"kind": "train", "params": params}).json()
+        poll(lambda: api.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] > 0, timeout=180)
+        assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+        final = poll(lambda: (j := api.get(f"/v1/jobs/{job['id']}").json())["status"] != "running" and j, timeout=60)
+        assert final["status"] == "cancelled"
+        metrics = httpx.get(f"{base}/metrics").text
+        assert re.search(r'kgan_jobs\{state="cancelled"\} [1-9]', metrics)
