@@ -64,16 +64,11 @@ class Renderer:
                 return scatter_png(samples, title=f"member {member}: {n} samples, seed {seed}")
         return png_bytes(image_grid(samples))
 
-    def medoid_png(self, ref: ModelRef, member: int, n: int, seed: int) -> bytes:
-        """Three panels: the point mass m_k, the mean image of G_k's samples, and the sample
-        closest to all others (DESIGN §4, "medoid")."""
-        import torch
-
-        from kgan_core.render import image_grid, png_bytes
-        from kgan_core.tiles import medoid
+    def visual_png(self, ref: ModelRef, what: str, member: int, seed: int, **options) -> tuple[bytes, str]:
+        """One of kgan_core.visualise's cheap visualisations of member k: (PNG, title)."""
+        from kgan_core.visualise import visualise
 
         run = self.run(ref)
-        samples = run.sample(n, member=member, seed=seed)
-        flat = samples.reshape(n, -1)
-        panels = torch.stack([run.point_masses[member].to(flat), medoid(flat, "mean"), medoid(flat, "sample")])
-        return png_bytes(image_grid(panels.reshape(3, *run.item_shape), ncol=3))
+        with _PYPLOT:  # some visualisations draw with pyplot; the cheap ones here are fast
+            vis = visualise(run, what, member, seed=seed, **options)
+            return vis.png(), vis.title

@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 MemberIndex = Annotated[int, Path(ge=0, le=127, description="member index k, 0 to k-1")]
 Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="same seed, same latent vectors for every member")]
+IMAGE_ONLY = ("medoid", "frozen-latent", "traversal", "real-tile")
 PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 
 
@@ -36,7 +37,7 @@ def model_out(m: Model) -> ModelOut:
     base = f"/v1/models/{m.id}"
     members = [MemberOut(k=j, tile_size=m.tile_sizes[j], tile_share=m.tile_shares[j], links={
         "samples": f"{base}/members/{j}/samples.png",
-        **({"medoid": f"{base}/members/{j}/medoid.png"} if m.dataset_kind == "images" else {}),
+        **({name: f"{base}/members/{j}/{name}.png" for name in IMAGE_ONLY} if m.dataset_kind == "images" else {}),
     }) for j in range(m.k)]
     return ModelOut(id=m.id, job_id=m.job_id, k=m.k, step=m.step, dataset_kind=m.dataset_kind,
                     item_shape=m.item_shape, config=m.config, spec=m.spec, tile_sizes=m.tile_sizes,
@@ -91,19 +92,54 @@ def member_samples(model_id: str, k: MemberIndex, owner: CurrentOwner, session: 
     return _png(request, data)
 
 
-@router.get("/{model_id}/members/{k}/medoid.png", response_class=Response, responses=PNG)
-def member_medoid(model_id: str, k: MemberIndex, owner: CurrentOwner, session: SessionDep,
-                        request: Request, n: Annotated[int, Query(ge=2, le=4096)] = 256,
-                        seed: Seed = 0) -> Response:
-    """Member k's point mass, the mean image of n of its samples, and its true medoid sample."""
-    ref, model = _member_ref(session, owner, model_id, k)
-    if model.dataset_kind != "images":
-        raise Problem(422, "Medoid images need an image model",
-                      f"Model {model.id} generates 2-D points; its medoid is a point. Use samples.png for a "
-                      "scatter plot of member k's samples.", slug="not-an-image-model")
-    limit = request.app.state.settings.max_render_n
-    if n > limit:
-        raise Problem(422, "Too many samples", f"n={n} is over this server's limit of {limit}.",
-                      slug="validation-error")
-    data = request.app.state.renderer.medoid_png(ref, k, n, seed)
+def _visual(request: Request, session: Session, owner: Owner, model_id: str, k: int, what: str, seed: int,
+            **options) -> Response:
+    from kgan_core.visualise import VisualisationError
+
+    ref, _ = _member_ref(session, owner, model_id, k)
+    try:
+        data, _title = request.app.state.renderer.visual_png(ref, what, k, seed,
+                                                             **{n: v for n, v in options.items() if v is not None})
+    except VisualisationError as exc:
+        raise Problem(422, f"Cannot render {what}", f"{exc}.", slug="visualisation-error") from exc
     return _png(request, data)
+
+
+Dims = Annotated[list[int] | None, Query(max_length=16, description="latent dimensions (default: the most "
+                                         "influential ones)")]
+
+
+@router.get("/{model_id}/members/{k}/medoid.png", response_class=Response, responses=PNG)
+def member_medoid(model_id: str, k: MemberIndex, owner: CurrentOwner, session: SessionDep, request: Request,
+                  n: Annotated[int, Query(ge=2, le=2048)] = 256, seed: Seed = 0) -> Response:
+    """The mean of n of member k's samples, its true medoid sample and its point mass m_k."""
+    return _visual(request, session, owner, model_id, k, "medoid", seed, n=n)
+
+
+@router.get("/{model_id}/members/{k}/frozen-latent.png", response_class=Response, responses=PNG)
+def member_frozen_latent(model_id: str, k: MemberIndex, owner: CurrentOwner, session: SessionDep,
+                         request: Request, dims: Dims = None,
+                         values: Annotated[list[float] | None, Query(min_length=2, max_length=9)] = None,
+                         n: Annotated[int, Query(ge=2, le=32)] = 8, seed: Seed = 0) -> Response:
+    """Rows: one latent dimension frozen at a value; columns: the other dimensions sampled."""
+    for v in values or []:
+        if not -10.0 <= v <= 10.0:
+            raise Problem(422, "Value out of range", f"values must lie in [-10, 10], got {v}.",
+                          slug="validation-error")
+    return _visual(request, session, owner, model_id, k, "frozen-latent", seed, dims=dims,
+                   values=tuple(values) if values else None, n=n)
+
+
+@router.get("/{model_id}/members/{k}/traversal.png", response_class=Response, responses=PNG)
+def member_traversal(model_id: str, k: MemberIndex, owner: CurrentOwner, session: SessionDep, request: Request,
+                     dims: Dims = None, steps: Annotated[int, Query(ge=3, le=15)] = 7,
+                     span: Annotated[float, Query(ge=0.1, le=10.0)] = 3.0, seed: Seed = 0) -> Response:
+    """Rows: latent dimensions; columns: values from -span·σ to +span·σ around a base z."""
+    return _visual(request, session, owner, model_id, k, "traversal", seed, dims=dims, steps=steps, span=span)
+
+
+@router.get("/{model_id}/members/{k}/real-tile.png", response_class=Response, responses=PNG)
+def member_real_tile(model_id: str, k: MemberIndex, owner: CurrentOwner, session: SessionDep, request: Request,
+                     n: Annotated[int, Query(ge=1, le=256)] = 32, seed: Seed = 0) -> Response:
+    """The real images of member k's tile nearest to its point mass."""
+    return _visual(request, session, owner, model_id, k, "real-tile", seed, n=n)

@@ -178,13 +178,19 @@ def test_train_on_an_uploaded_dataset_and_render_members(client, alice, settings
     for member in model["members"]:
         grid = client.get(member["links"]["samples"] + "?n=6&seed=3", headers=alice.headers)
         assert Image.open(io.BytesIO(grid.content)).size == (3 * 10 + 2, 2 * 10 + 2)  # 6 images, 8 px, 2 px pad
-        medoid = client.get(member["links"]["medoid"], headers=alice.headers)
-        assert Image.open(io.BytesIO(medoid.content)).size == (3 * 10 + 2, 10 + 2)
+        for what in ("medoid", "frozen-latent", "traversal", "real-tile"):
+            r = client.get(member["links"][what], headers=alice.headers)
+            assert r.status_code == 200, (what, r.text)
+            image = Image.open(io.BytesIO(r.content))
+            assert image.format == "PNG" and image.width > 8 and image.height > 8, what
         again = client.get(member["links"]["samples"] + "?n=6&seed=3",
                            headers={**alice.headers, "If-None-Match": grid.headers["etag"]})
         assert again.status_code == 304
     assert_problem(client.get(f"/v1/models/{model_id}/members/2/samples.png", headers=alice.headers), 404)
     assert_problem(client.get(f"/v1/models/{model_id}/members/0/samples.png?n=0", headers=alice.headers), 422)
+    bad_dim = assert_problem(client.get(f"/v1/models/{model_id}/members/0/traversal.png?dims=9999",
+                                        headers=alice.headers), 422)
+    assert "9999" in bad_dim["detail"]
 
 
 def test_a_job_whose_data_vanished_fails_with_a_reason(client, alice, settings):
