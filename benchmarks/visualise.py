@@ -1,6 +1,6 @@
 """Visualisation targets of issue 3 on MNIST with a k=10 run, on CPU.
 
-    .venv/bin/python benchmarks/visualise.py [--cache /tmp/kgan-bench] [--steps 600] [--prior-steps 1500]
+    .venv/bin/python benchmarks/visualise.py [--cache /tmp/kgan-bench] [--steps 300] [--prior-steps 1500]
 
 Trains (or reuses, from --cache) a k=10 MNIST run at 32 px and a prior with the small
 encoder, then measures:
@@ -50,7 +50,7 @@ def prior_config(steps: int) -> PriorConfig:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", default="/tmp/kgan-bench")
-    parser.add_argument("--steps", type=int, default=600, help="k-GAN generator steps")
+    parser.add_argument("--steps", type=int, default=300, help="k-GAN generator steps")
     parser.add_argument("--prior-steps", type=int, default=1500)
     parser.add_argument("--am-steps", type=int, default=200)
     args = parser.parse_args()
@@ -58,7 +58,8 @@ def main() -> None:
     cache = Path(args.cache)
     run_dir = cache / f"mnist-k10-s{args.steps}"
     started = time.perf_counter()
-    train(run_config(args.steps), run_dir)
+    train(run_config(args.steps), run_dir,
+          callback=lambda p: print(f"  run step {p.step}/{p.total}  tiles {p.tile_sizes}", flush=True))
     train_s = time.perf_counter() - started
     prior_path = cache / f"prior-small-32-s{args.prior_steps}.safetensors"
     if not prior_path.exists():

@@ -504,14 +504,25 @@ def code_psnr_ssim(prior: Prior, images: torch.Tensor) -> tuple[float, float]:
     return psnr, ssim
 
 
-def feature_nn_ratio(prior: Prior, images: torch.Tensor, real: torch.Tensor) -> list[float]:
-    """For each image: distance to its nearest real image in E's feature space, divided by the
+class FeatureRealism:
+    """Distance of an image to its nearest real image in E's feature space, divided by the
     median nearest-neighbour distance among the real images themselves (1 ≈ as close to the
-    data as real digits are to each other)."""
-    with torch.no_grad():
-        fi = prior.encode(images).flatten(1)
-        fr = prior.encode(real).flatten(1)
-    rr = torch.cdist(fr, fr)
-    rr.fill_diagonal_(math.inf)
-    scale = rr.min(1).values.median().clamp_min(1e-12)
-    return (torch.cdist(fi, fr).min(1).values / scale).tolist()
+    data as real images are to each other). Real features are computed once."""
+
+    def __init__(self, prior: Prior, real: torch.Tensor):
+        self.prior = prior
+        with torch.no_grad():
+            self.real = torch.cat([prior.encode(chunk).flatten(1) for chunk in real.split(512)])
+        rr = torch.cdist(self.real, self.real)
+        rr.fill_diagonal_(math.inf)
+        self.scale = rr.min(1).values.median().clamp_min(1e-12)
+
+    def ratio(self, images: torch.Tensor) -> list[float]:
+        with torch.no_grad():
+            feats = self.prior.encode(images).flatten(1)
+        return (torch.cdist(feats, self.real).min(1).values / self.scale).tolist()
+
+
+def feature_nn_ratio(prior: Prior, images: torch.Tensor, real: torch.Tensor) -> list[float]:
+    """``FeatureRealism(prior, real).ratio(images)`` for a one-off comparison."""
+    return FeatureRealism(prior, real).ratio(images)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from _runs import SHARED_MNIST, TINY_PRIOR, tiny_prior_path, tiny_run_dir
+from _runs import SHARED_MNIST, TINY_PRIOR, one_thread, tiny_prior_path, tiny_run_dir
 
 from kgan_core.prior import (
     EncoderWeightsMissing,
@@ -16,6 +16,12 @@ from kgan_core.prior import (
 )
 from kgan_core.run import load_run
 from kgan_core.visualise import LayerNameError, visualise
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

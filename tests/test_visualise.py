@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _runs import tiny_prior_path, tiny_run_dir
+from _runs import one_thread, tiny_points_run_dir, tiny_prior_path, tiny_run_dir
 from PIL import Image
 
 from kgan_core.render import labelled_grid, labelled_png_bytes, to_uint8
@@ -16,8 +16,16 @@ from kgan_core.visualise import (
     LayerNameError,
     OptionError,
     UnknownVisualisationError,
+    VisualisationError,
     visualise,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
+
 
 FAST = {"activation-max": {"steps": 5}, "medoid": {"n": 32}, "cross-member": {"n": 8},
         "principal-directions": {"n_base": 2}}
@@ -140,7 +148,7 @@ def test_training_curves_cover_the_logged_steps(run):
 
 
 def test_activation_max_reports_reached_and_real_tile_activations(run):
-    vis = visualise(run, "activation-max", None, layer="conv2", channel=1, steps=30, prior=tiny_prior_path())
+    vis = visualise(run, "activation-max", None, layer="conv2", channel=1, steps=15, prior=tiny_prior_path())
     assert vis.numbers["methods"] == ["pixel", "regularised", "prior"]
     assert png_labels(vis.png())["cols"] == ["best real", "pixel", "regularised", "prior"]
     for j in range(3):
@@ -150,6 +158,18 @@ def test_activation_max_reports_reached_and_real_tile_activations(run):
             assert m[method]["reached"] > m[method]["start"], (j, method)
             assert m[method]["feature_nn_ratio"] > 0
             assert isinstance(m[method]["reaches_real_max"], bool)
+
+
+def test_activation_max_covers_every_layer_of_every_member(run):
+    vis = visualise(run, "activation-max", None, layer="all", methods=["regularised"], steps=8)
+    assert list(vis.numbers["layers"]) == ["conv1", "conv2", "score"]
+    assert png_labels(vis.png())["rows"][:4] == ["member 0 conv1", "member 1 conv1", "member 2 conv1",
+                                                 "member 0 conv2"]
+    for layer in vis.numbers["layers"].values():
+        for m in layer["members"].values():
+            assert m["regularised"]["reached"] > m["regularised"]["start"]
+    with pytest.raises(OptionError, match="layer='all'"):
+        visualise(run, "activation-max", 0, layer="all", channel=0)
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -182,3 +202,14 @@ def test_save_writes_png_and_json_or_nothing(run, tmp_path):
     with pytest.raises(OptionError, match=r"\.png"):
         vis.save(tmp_path / "bad.jpg")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "samples.json", "samples.png"]
+
+
+def test_point_runs_get_scatter_samples_matrices_and_curves_and_a_clear_no_for_image_views():
+    run = load_run(tiny_points_run_dir())
+    vis = visualise(run, "samples", None, n=50)
+    assert vis.image.mode == "RGB" and vis.image.width > 200
+    assert set(vis.numbers["members"]) == {"0", "1", "2"}
+    assert len(visualise(run, "cross-member", n=16).numbers["fake_scores"]) == 3
+    assert visualise(run, "training-curves").numbers["logged_steps"] == len(run.history)
+    with pytest.raises(VisualisationError, match="models 2-D points"):
+        visualise(run, "medoid", 0)

@@ -4,11 +4,17 @@ register() plugged into the kgan.commands entry-point group."""
 import json
 
 import pytest
-from _runs import TINY_PRIOR, tiny_prior_path, tiny_run_dir
+from _runs import TINY_PRIOR, one_thread, tiny_prior_path, tiny_run_dir
 from PIL import Image
 
 from kgan_core import cli
 from kgan_core.visualise.cli import register
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_thread():
+        yield
 
 
 class _EntryPoint:

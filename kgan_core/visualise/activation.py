@@ -1,4 +1,5 @@
-"""Activation maximisation of a critic layer, channel or unit, for one member or all of them.
+"""Activation maximisation of a critic layer, channel or unit (or every layer's mean, with
+``layer="all"``), for one member or all of them.
 
 Three ways of searching for the image, side by side:
 - ``pixel``: gradient ascent on raw pixels (the thesis' baseline);
@@ -90,37 +91,73 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
     critic = (run.critic if member is None else run.member(member).critic).requires_grad_(False)
     if position is not None:
         position = tuple(position)
-    objective = objectives.resolve(critic, run.item_shape, layer, channel, unit, position)
+    if layer == "all":
+        if channel is not None or unit is not None:
+            raise OptionError("layer='all' maximises each layer's mean; give one layer for a channel or unit")
+        targets = [objectives.resolve(critic, run.item_shape, name) for name in critic.layer_names]
+    else:
+        targets = [objectives.resolve(critic, run.item_shape, layer, channel, unit, position)]
     prior = as_prior(prior, run.item_shape, vgg_weights)
     chosen = _methods(methods, prior)
-    kk = len(members)
-    lead = (kk, 1)
+    reference = None
+    if prior is not None:
+        data = run.dataset
+        pick = torch.randperm(data.n, generator=seeded(seed))[:REALISM_REFERENCE]
+        from kgan_core.prior import FeatureRealism
+
+        reference = FeatureRealism(prior, data.to_model(data.x[pick]))
+    settings = dict(steps=steps, lr=lr, tv_weight=tv_weight, decay=decay)
+    cells, captions, rows, seconds, per_layer = [], [], [], {}, {}
+    for objective in targets:
+        part = _maximise_objective(run, critic, members, objective, chosen, prior, reference, seed, settings)
+        cells += part["cells"]
+        captions += part["captions"]
+        rows += [f"member {j}" + (f" {objective.layer}" if len(targets) > 1 else "") for j in members]
+        for method, sec in part["seconds"].items():
+            seconds[method] = seconds.get(method, 0.0) + sec
+        per_layer[objective.layer] = {"objective": objective.to_dict(), "members": part["members"]}
+    numbers: dict = {"methods": chosen, "steps": steps, "lr": lr}
+    if len(targets) == 1:
+        numbers |= per_layer[targets[0].layer]
+    else:
+        numbers["layers"] = per_layer
+    what = targets[0].name if len(targets) == 1 else "every layer's mean"
+    title = title_for(run, "activation max", member, seed, f"{what}, {steps} steps")
+    image = labelled_grid(torch.stack(cells), row_labels=rows, col_labels=["best real"] + chosen,
+                          captions=captions, title=title)
+    return Visualisation("activation-max", member, seed, title, image, numbers,
+                         {f"{m}_seconds": round(s, 3) for m, s in seconds.items()})
+
+
+def _maximise_objective(run, critic, members: list[int], objective, chosen: list[str], prior, reference,
+                        seed: int, settings: dict) -> dict:
+    """Every method on one objective for every member: grid rows, captions and numbers."""
+    lead = (len(members), 1)
     shape = (*lead, *run.item_shape)
+    steps, lr = settings["steps"], settings["lr"]
+    data = run.dataset
+    sample = data.to_model(data.x[torch.randperm(data.n, generator=seeded(seed))[:256]]).to(run.device)
+    with torch.no_grad():
+        on_real = objective(critic.features(sample.expand(critic.k, *sample.shape).contiguous(),
+                                            upto=objective.layer))
+    scale = on_real.std(1, keepdim=True).clamp_min(1e-8)
     results, seconds = {}, {}
     for i, method in enumerate(chosen):
         g = seeded(seed * 1000 + i)
         started = time.perf_counter()
         if method == "pixel":
             p = param.pixel(shape, g)
-            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g)
+            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g, scale=scale)
         elif method == "regularised":
             p = param.fft(shape, g)
             results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g,
-                                       transform=transforms.standard(run.item_shape[-1]), tv_weight=tv_weight)
+                                       transform=transforms.standard(run.item_shape[-1]),
+                                       tv_weight=settings["tv_weight"], scale=scale)
         else:
-            p = param.prior_code(prior, lead, g, decay=decay)
-            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g)
+            p = param.prior_code(prior, lead, g, decay=settings["decay"])
+            results[method] = maximise(critic, objective, p, steps=steps, lr=lr, generator=g, scale=scale)
         seconds[method] = time.perf_counter() - started
-    reference = None
-    if prior is not None:
-        data = run.dataset
-        pick = torch.randperm(data.n, generator=seeded(seed))[:REALISM_REFERENCE]
-        reference = data.to_model(data.x[pick])
-    from kgan_core.prior import feature_nn_ratio
-
-    cells, captions, rows, numbers = [], [], [], {
-        "objective": objective.to_dict(), "methods": chosen, "steps": steps, "lr": lr,
-        "members": {}}
+    cells, captions, numbers = [], [], {}
     for row, j in enumerate(members):
         real_values, items = real_activation(run, j, objective)
         best = int(real_values.argmax()) if real_values.numel() else None
@@ -138,16 +175,11 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
                 method_numbers["reached_over_real_max"] = reached / real_max if real_max else None
                 method_numbers["reaches_real_max"] = reached >= real_max
             if reference is not None:
-                method_numbers["feature_nn_ratio"] = feature_nn_ratio(prior, res.images[row], reference)[0]
+                method_numbers["feature_nn_ratio"] = reference.ratio(res.images[row])[0]
             entry[method] = method_numbers
             row_cells.append(res.images[row, 0])
             row_caps.append(f"{reached:.3f}")
-        numbers["members"][str(j)] = rounded(entry)
+        numbers[str(j)] = rounded(entry)
         cells.append(torch.stack(row_cells))
         captions.append(row_caps)
-        rows.append(f"member {j}")
-    title = title_for(run, "activation max", member, seed, f"{objective.name}, {steps} steps")
-    image = labelled_grid(torch.stack(cells), row_labels=rows, col_labels=["best real"] + chosen,
-                          captions=captions, title=title)
-    return Visualisation("activation-max", member, seed, title, image, numbers,
-                         {f"{m}_seconds": round(s, 3) for m, s in seconds.items()})
+    return {"cells": cells, "captions": captions, "members": numbers, "seconds": seconds}

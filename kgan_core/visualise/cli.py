@@ -85,7 +85,7 @@ def register(subparsers) -> None:
     p.add_argument("--member", type=int, help="one member; default: every member side by side where it makes sense")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, help="how many images per member")
-    p.add_argument("--layer", help="critic layer (activation-max); default: the last")
+    p.add_argument("--layer", help="critic layer (activation-max), or all for every layer; default: the last")
     p.add_argument("--channel", type=int, help="one channel of the layer (activation-max)")
     p.add_argument("--unit", type=int, help="one unit of the layer (activation-max)")
     p.add_argument("--method", action="append", choices=["pixel", "regularised", "prior"],

@@ -27,7 +27,11 @@ class Maximised:
 
 def maximise(critic, objective: Objective, param: ImageParam, *, steps: int, lr: float,
              generator: torch.Generator, transform: Transform | None = None, tv_weight: float = 0.0,
-             record_every: int = 10) -> Maximised:
+             record_every: int = 10, scale: torch.Tensor | float = 1.0) -> Maximised:
+    """``scale`` (e.g. (k, 1): the objective's spread over real images, per member) divides the
+    objective in the loss, so one ``tv_weight`` and one ``lr`` suit critics whose activations
+    are 1e-3 and critics whose activations are 1e3."""
+
     def score(images: torch.Tensor) -> torch.Tensor:
         return objective(critic.features(images, upto=objective.layer))
 
@@ -42,7 +46,7 @@ def maximise(critic, objective: Objective, param: ImageParam, *, steps: int, lr:
             flat = images.reshape(-1, *images.shape[-3:])
             x = transform(flat, generator).reshape(images.shape)
         value = score(x)
-        loss = -value.sum()
+        loss = -(value / scale).sum()
         if tv_weight:
             loss = loss + tv_weight * total_variation(images).sum()
         optimizer.zero_grad(set_to_none=True)
