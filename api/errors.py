@@ -51,14 +51,21 @@ def problem_response(status: int, title: str, detail: str, type_: str = "about:b
 
 
 def _field(loc: tuple[Any, ...]) -> str:
+    from api.params import JOB_KINDS
+
+    # A tagged union puts the tag into the path (body.train.params.k); the client wrote body.params.k.
+    if len(loc) > 2 and loc[0] == "body" and loc[1] in JOB_KINDS:
+        loc = (loc[0], *loc[2:])
     return ".".join(str(p) for p in loc)
 
 
 def validation_problem(errors: list[dict[str, Any]], instance: str | None = None) -> JSONResponse:
     fields = []
     for err in errors:
-        item = {"field": _field(err.get("loc", ())), "message": err.get("msg", "invalid")}
-        ctx = err.get("ctx") or {}
+        loc, ctx = tuple(err.get("loc", ())), err.get("ctx") or {}
+        if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and "discriminator" in ctx:
+            loc = (*loc, str(ctx["discriminator"]).strip("'\""))  # name the field that picks the kind
+        item = {"field": _field(loc), "message": err.get("msg", "invalid")}
         if "expected" in ctx:
             item["expected"] = str(ctx["expected"])
         fields.append(item)

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from api.db import Database, utcnow
 from api.errors import Problem, not_found
-from api.models import Dataset, Job, Owner
-from api.params import JobCreate, TrainParams
+from api.models import Artifact, Dataset, Job, Model, Owner
+from api.params import JobCreate, PriorParams, TrainParams, VisualiseParams
 from api.settings import Settings
 
 log = logging.getLogger("kgan.jobs")
@@ -69,21 +69,34 @@ def _item_shape(params: TrainParams, dataset: Dataset | None) -> tuple[int, ...]
     return (channels, base[1], base[2])
 
 
-def check_train_params(session: Session, owner: Owner, params: TrainParams, settings: Settings) -> Dataset | None:
-    """Everything that can be known wrong before a worker starts, answered as a 4xx now."""
+def _data_source(session: Session, owner: Owner, params: TrainParams | PriorParams,
+                 settings: Settings) -> Dataset | None:
     from api.datasets import builtin_status
-    from kgan_core.models import ArchitectureError, default_spec
 
-    dataset = None
     if params.dataset is not None:
         available, detail = builtin_status(params.dataset, settings)
         if not available:
             raise Problem(422, "Built-in dataset not available", f"{params.dataset}: {detail}.",
                           slug="dataset-unavailable")
-    if params.dataset_id is not None:
-        dataset = session.get(Dataset, params.dataset_id)
-        if dataset is None or dataset.owner_id != owner.id:
-            raise not_found("dataset", params.dataset_id)
+        return None
+    dataset = session.get(Dataset, params.dataset_id)
+    if dataset is None or dataset.owner_id != owner.id:
+        raise not_found("dataset", params.dataset_id or "")
+    return dataset
+
+
+def owned_model(session: Session, owner: Owner, model_id: str) -> Model:
+    model = session.get(Model, model_id)
+    if model is None or model.owner_id != owner.id:
+        raise not_found("model", model_id)
+    return model
+
+
+def check_train_params(session: Session, owner: Owner, params: TrainParams, settings: Settings) -> Dataset | None:
+    """Everything that can be known wrong before a worker starts, answered as a 4xx now."""
+    from kgan_core.models import ArchitectureError, default_spec
+
+    dataset = _data_source(session, owner, params, settings)
     shape = _item_shape(params, dataset)
     if shape is not None:
         try:
@@ -100,6 +113,43 @@ def check_train_params(session: Session, owner: Owner, params: TrainParams, sett
     return dataset
 
 
+def check_prior_params(session: Session, owner: Owner, params: PriorParams,
+                       settings: Settings) -> tuple[Dataset | None, Model | None]:
+    from kgan_core.prior import vgg16_weight_candidates
+
+    dataset = _data_source(session, owner, params, settings)
+    points = dataset.kind == "points" if dataset else len(BUILTIN_SHAPES.get(params.dataset or "", (1, 1, 1))) == 1
+    if points:
+        raise Problem(422, "A prior needs images", "A prior models images; this dataset holds 2-D points.",
+                      slug="validation-error")
+    if params.image_size is not None and params.image_size % 4:
+        raise Problem(422, "Image size must be divisible by 4",
+                      f"Prior images need a side divisible by 4, got image_size={params.image_size}.",
+                      slug="validation-error")
+    model = owned_model(session, owner, params.model_id) if params.model_id else None
+    if params.encoder == "vgg16" and not any(p.is_file() for p in vgg16_weight_candidates(settings.vgg_weights)):
+        raise Problem(422, "VGG-16 weights not on this server",
+                      "The vgg16 encoder needs VGG-16's ImageNet weights, which this server does not have "
+                      "(KGAN_VGG_WEIGHTS). Use encoder 'small' (trained on your data) or 'critic'.",
+                      slug="dataset-unavailable")
+    return dataset, model
+
+
+def check_visualise_params(session: Session, owner: Owner, params: VisualiseParams) -> Model:
+    model = owned_model(session, owner, params.model_id)
+    if params.member is not None and params.member >= model.k:
+        raise Problem(422, "No such member", f"Model {model.id} has k={model.k} members, numbered 0 to "
+                      f"{model.k - 1}.", slug="validation-error")
+    if params.prior_id is not None:
+        prior = session.get(Artifact, params.prior_id)
+        if prior is None or prior.owner_id != owner.id:
+            raise not_found("artifact", params.prior_id)
+        if prior.kind != "prior":
+            raise Problem(422, "Not a prior", f"Artifact {prior.id} is a {prior.kind}, not a prior; train one with "
+                          "a train_prior job.", slug="validation-error")
+    return model
+
+
 def create_job(session: Session, owner: Owner, body: JobCreate, idempotency_key: str | None,
                settings: Settings) -> tuple[Job, bool]:
     """Returns (job, created). A retried POST with the same Idempotency-Key returns the first job."""
@@ -108,10 +158,16 @@ def create_job(session: Session, owner: Owner, body: JobCreate, idempotency_key:
         existing = _by_key(session, owner.id, idempotency_key)
         if existing is not None:
             return _same_request(existing, fingerprint), False
-    dataset = check_train_params(session, owner, body.params, settings)
+    dataset, model, total = None, None, 1
+    if body.kind == "train":
+        dataset, total = check_train_params(session, owner, body.params, settings), body.params.steps
+    elif body.kind == "train_prior":
+        (dataset, model), total = check_prior_params(session, owner, body.params, settings), body.params.steps
+    else:
+        model = check_visualise_params(session, owner, body.params)
     job = Job(owner_id=owner.id, kind=body.kind, params=body.params.model_dump(mode="json"),
-              dataset_id=dataset.id if dataset else None, idempotency_key=idempotency_key,
-              request_hash=fingerprint, total=body.params.steps)
+              dataset_id=dataset.id if dataset else None, source_model_id=model.id if model else None,
+              idempotency_key=idempotency_key, request_hash=fingerprint, total=total)
     session.add(job)
     try:
         session.commit()

@@ -1,37 +1,38 @@
 """Typed, bounded job parameters.
 
-Train parameters are TrainConfig's own fields (same types, defaults and bounds), minus the
-three a client must not choose on a shared server: ``dataset`` becomes a built-in name or the
-id of one of the owner's datasets (never a server path), ``data_root`` and ``device`` are the
-deployment's settings.
+Train and train_prior parameters are TrainConfig's and PriorConfig's own fields (same
+types, defaults and bounds), minus those a client must not choose on a shared server: a
+``dataset`` becomes a built-in name or the id of one of the owner's datasets, a ``run``
+becomes the id of one of the owner's models (never a server path), and ``data_root``,
+``device`` and ``vgg_weights`` are the deployment's settings.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from kgan_core.data import BUILTIN_DATASETS
+from kgan_core.prior import PriorConfig
 from kgan_core.train import TrainConfig
+from kgan_core.visualise import VISUALISATIONS
 
-SERVER_CHOSEN = frozenset({"dataset", "data_root", "device"})
-
-_train_fields: dict[str, Any] = {
-    name: (info.annotation, info) for name, info in TrainConfig.model_fields.items() if name not in SERVER_CHOSEN
-}
-
-_TrainFields = create_model("_TrainFields", __config__=ConfigDict(extra="forbid"), **_train_fields)
+SERVER_CHOSEN = frozenset({"dataset", "data_root", "device", "run", "vgg_weights"})
 
 
-class TrainParams(_TrainFields):
-    """A k-GAN training run: every TrainConfig field except where the data comes from."""
+def _fields_of(config: type[BaseModel]) -> dict[str, Any]:
+    return {name: (info.annotation, info) for name, info in config.model_fields.items() if name not in SERVER_CHOSEN}
+
+
+class DataSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(None, description=f"a built-in dataset: {', '.join(BUILTIN_DATASETS)}")
     dataset_id: str | None = Field(None, max_length=64, description="the id of one of your datasets (/v1/datasets)")
 
     @model_validator(mode="after")
-    def _one_source(self) -> TrainParams:
+    def _one_source(self):
         if (self.dataset is None) == (self.dataset_id is None):
             raise ValueError("give exactly one of 'dataset' (a built-in name) or 'dataset_id' (an uploaded dataset)")
         if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:
@@ -39,9 +40,72 @@ class TrainParams(_TrainFields):
                              "upload your own images to /v1/datasets and pass 'dataset_id'")
         return self
 
+
+_TrainFields = create_model("_TrainFields", __base__=DataSource, **_fields_of(TrainConfig))
+_PriorFields = create_model("_PriorFields", __base__=DataSource, **_fields_of(PriorConfig))
+
+
+class TrainParams(_TrainFields):
+    """A k-GAN training run: every TrainConfig field except where the data comes from."""
+
     def to_config(self, dataset: str, data_root: str | None, device: str) -> TrainConfig:
         values = self.model_dump(exclude={"dataset", "dataset_id"})
         return TrainConfig(dataset=dataset, data_root=data_root, device=device, **values)
+
+
+class PriorParams(_PriorFields):
+    """A learned image prior (encoder E + decoder G_prior): every PriorConfig field except
+    where the data comes from; ``model_id`` names the model whose critic is the encoder when
+    ``encoder`` is 'critic'."""
+
+    model_id: str | None = Field(None, max_length=64, description="with encoder='critic': one of your models")
+
+    @model_validator(mode="after")
+    def _critic_needs_model(self) -> PriorParams:
+        if (self.encoder == "critic") != (self.model_id is not None):
+            raise ValueError("encoder='critic' needs 'model_id' (the model whose critic encodes), and only it does")
+        return self
+
+    def to_config(self, dataset: str, data_root: str | None, device: str, run: str | None,
+                  vgg_weights: str | None) -> PriorConfig:
+        values = self.model_dump(exclude={"dataset", "dataset_id", "model_id"})
+        return PriorConfig(dataset=dataset, data_root=data_root, device=device, run=run, vgg_weights=vgg_weights,
+                           **values)
+
+
+OptionValue = int | float | str | bool | None | list[int | float | str]
+# Chosen by the server: a file path on its disk, or the prior given as prior_id.
+SERVER_OPTIONS = frozenset({"prior", "vgg_weights"})
+
+
+class VisualiseParams(BaseModel):
+    """One of kgan_core.visualise's visualisations of a model, rendered by a worker and kept
+    as an artifact with its numbers (for the heavy ones: activation maximisation, principal
+    directions, cross-member matrices)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(max_length=64)
+    what: Literal[tuple(VISUALISATIONS)]  # type: ignore[valid-type]
+    member: int | None = Field(None, ge=0, le=127, description="one member, or all side by side")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    options: dict[str, OptionValue] = Field(default_factory=dict, max_length=32,
+                                            description="the visualisation's own options (bounded by it)")
+    prior_id: str | None = Field(None, max_length=64, description="a prior artifact (from a train_prior job), "
+                                 "for activation-max's 'prior' method")
+
+    @model_validator(mode="after")
+    def _known_options(self) -> VisualiseParams:
+        from kgan_core.visualise import options_of
+
+        allowed = set(options_of(self.what)) - SERVER_OPTIONS
+        unknown = sorted(set(self.options) - allowed)
+        if unknown:
+            raise ValueError(f"{self.what} does not take {', '.join(unknown)}; its options are "
+                             f"{', '.join(sorted(allowed)) or 'none'}")
+        if self.prior_id is not None and "prior" not in options_of(self.what):
+            raise ValueError(f"{self.what} does not use a prior; leave out prior_id")
+        return self
 
 
 class TrainJobCreate(BaseModel):
@@ -51,7 +115,20 @@ class TrainJobCreate(BaseModel):
     params: TrainParams
 
 
-# A new kind (train_prior, visualise) becomes a union discriminated by ``kind`` here, together
-# with its runner in worker/runner.py, so the API never accepts a kind no worker can run.
-JobCreate = TrainJobCreate
-JOB_KINDS: tuple[str, ...] = ("train",)
+class PriorJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["train_prior"]
+    params: PriorParams
+
+
+class VisualiseJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["visualise"]
+    params: VisualiseParams
+
+
+# Each kind has its runner in worker/runner.py, so the API never accepts a kind no worker runs.
+JobCreate = Annotated[TrainJobCreate | PriorJobCreate | VisualiseJobCreate, Field(discriminator="kind")]
+JOB_KINDS: tuple[str, ...] = ("train", "train_prior", "visualise")

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     artifact_dir: Path | None = Field(None, description="checkpoints, uploads, artifacts; default data_dir/artifacts")
     builtin_data_root: Path | None = Field(
         None, description="folder holding built-in datasets' files (mnist/, fashion-mnist/, ...)")
+    vgg_weights: Path | None = Field(
+        None, description="VGG-16 ImageNet weights for the prior's vgg16 encoder (default: torchvision's cache)")
     queue: str = Field("kgan", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Celery queue the workers consume")
 
     # --- workers ---------------------------------------------------------------------------
@@ -51,7 +53,7 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(8, ge=1, le=1024, description="trained models kept loaded in the API process")
     max_render_n: int = Field(1024, ge=1, le=65_536, description="most samples one PNG request may ask for")
 
-    @field_validator("data_dir", "artifact_dir", "builtin_data_root")
+    @field_validator("data_dir", "artifact_dir", "builtin_data_root", "vgg_weights")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Resolved once, so the API and a worker started from another folder agree.

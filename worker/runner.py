@@ -135,6 +135,10 @@ class JobRunner:
         try:
             if claim.kind == "train":
                 return self.run_train(claim, stop)
+            if claim.kind == "train_prior":
+                return self.run_train_prior(claim, stop)
+            if claim.kind == "visualise":
+                return self.run_visualise(claim)
             self.fail(claim, "Unknown job kind", f"This worker cannot run jobs of kind {claim.kind!r}.")
             return "failed"
         except Exception as exc:
@@ -149,9 +153,12 @@ class JobRunner:
         from kgan_core.checkpoint import CheckpointError
         from kgan_core.data import DatasetError
         from kgan_core.models import ArchitectureError
+        from kgan_core.prior import PriorError
         from kgan_core.train import TrainingError
+        from kgan_core.visualise import VisualisationError
 
-        if isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError):
+        if isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError
+                      | PriorError | VisualisationError):
             log.info("job %s failed: %s", claim.job_id, exc)
             self.fail(claim, "The job's settings do not work with its data", str(exc))
         else:
@@ -190,21 +197,32 @@ class JobRunner:
                 os.replace(tmp, run_dir / name)
         return run_dir
 
+    def data_source(self, claim: Claim, params) -> str | None:
+        """What kgan_core should load: a built-in name or the uploaded archive's path."""
+        from api.datasets import dataset_source
+
+        if params.dataset_id is None:
+            return params.dataset
+        with self.db.session() as s:
+            dataset = s.get(Dataset, params.dataset_id)
+            source = dataset_source(dataset, self.store) if dataset else None
+        if source is None:
+            self.fail(claim, "Dataset gone", f"Dataset {params.dataset_id} no longer exists.")
+        return source
+
+    def model_dir(self, model_id: str) -> Path:
+        with self.db.session() as s:
+            return self.store.path(s.get(Model, model_id).run_path)
+
     def run_train(self, claim: Claim, stop: Stop) -> str:
-        from api.datasets import builtin_root, dataset_source
+        from api.datasets import builtin_root
         from api.params import TrainParams
         from kgan_core.train import train
 
         params = TrainParams.model_validate(claim.params)
-        if params.dataset_id is not None:
-            with self.db.session() as s:
-                dataset = s.get(Dataset, params.dataset_id)
-                source = dataset_source(dataset, self.store) if dataset else None
-            if source is None:
-                self.fail(claim, "Dataset gone", f"Dataset {params.dataset_id} no longer exists.")
-                return "failed"
-        else:
-            source = params.dataset
+        source = self.data_source(claim, params)
+        if source is None:
+            return "failed"
         config = params.to_config(source, str(builtin_root(self.settings)), self.settings.worker_device)
         run_dir = self.run_dir(claim)
         deadline = claim.started_at + timedelta(seconds=self.settings.job_time_limit_s)
@@ -271,3 +289,91 @@ class JobRunner:
             job.status, job.finished_at, job.eta_s = "succeeded", now, None
             job.step = summary["step"]
         return "succeeded"
+
+    def register(self, claim: Claim, files: list[tuple[str, Path, str, int | None, dict]],
+                 model_id: str | None) -> str:
+        """Record output files as artifacts and mark the job succeeded, in one fenced transaction."""
+        hashed = [(kind, path, media, member, meta, file_sha256(path), path.stat().st_size)
+                  for kind, path, media, member, meta in files]
+        with self.db.session() as s:
+            job = s.execute(select(Job).where(Job.id == claim.job_id).with_for_update()).scalar_one()
+            if job.attempt != claim.attempt or job.status != "running":
+                return "superseded"
+            for kind, path, media, member, meta, sha, size in hashed:
+                s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model_id, member=member, kind=kind,
+                               filename=path.name, path=self.store.relative(path), media_type=media,
+                               size_bytes=size, sha256=sha, meta=meta))
+            job.status, job.finished_at, job.eta_s, job.step = "succeeded", utcnow(), None, job.total
+        return "succeeded"
+
+    def run_train_prior(self, claim: Claim, stop: Stop) -> str:
+        """A learned image prior. It has no checkpoints, so a new attempt starts it afresh."""
+        from api.datasets import builtin_root
+        from api.params import PriorParams
+        from kgan_core.prior import train_prior
+
+        params = PriorParams.model_validate(claim.params)
+        source = self.data_source(claim, params)
+        if source is None:
+            return "failed"
+        run = str(self.model_dir(params.model_id)) if params.model_id else None
+        vgg = str(self.settings.vgg_weights) if self.settings.vgg_weights else None
+        config = params.to_config(source, str(builtin_root(self.settings)), self.settings.worker_device, run, vgg)
+        run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+        def report(progress) -> bool:
+            rate = progress.step / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
+            ok = self.fenced(claim, step=progress.step, total=progress.total,
+                             eta_s=(progress.total - progress.step) / rate if rate else None,
+                             progress={"losses": progress.losses, "heldout_mse": progress.heldout_mse,
+                                       "elapsed_s": round(progress.elapsed_s, 3)})
+            self._check_stop(claim, stop, ok)
+            return not stop
+
+        result = train_prior(config, run_dir / "prior.safetensors", callback=report)
+        if stop:
+            return self.record_stop(claim, stop)
+        meta = {"metrics": result.metrics, "encoder": params.encoder, "item_shape": list(result.prior.item_shape)}
+        self.fenced(claim, progress={"metrics": result.metrics})
+        return self.register(claim, [("prior", result.path, "application/octet-stream", None, meta)],
+                             params.model_id)
+
+    def run_visualise(self, claim: Claim) -> str:
+        from api.params import VisualiseParams
+        from kgan_core.run import load_run
+        from kgan_core.visualise import options_of, visualise
+
+        params = VisualiseParams.model_validate(claim.params)
+        options = dict(params.options)
+        if params.prior_id is not None:
+            with self.db.session() as s:
+                options["prior"] = str(self.store.path(s.get(Artifact, params.prior_id).path))
+        if self.settings.vgg_weights and "vgg_weights" in options_of(params.what):
+            options["vgg_weights"] = str(self.settings.vgg_weights)
+        run = load_run(self.model_dir(params.model_id), device=_device(self.settings.worker_device))
+        vis = visualise(run, params.what, params.member, seed=params.seed, **options)
+        run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
+        name = params.what + (f"-member{params.member}" if params.member is not None else "") + ".png"
+        png_path, _json_path = vis.save(run_dir / name)
+        meta = {"title": vis.title, "numbers": vis.numbers, "timings": vis.timings, "seed": params.seed,
+                "options": params.options}
+        return self.register(claim, [(params.what, png_path, "image/png", params.member, meta)], params.model_id)
+
+    def _check_stop(self, claim: Claim, stop: Stop, wrote: bool) -> None:
+        if not wrote:
+            stop.set("superseded")
+            return
+        with self.db.session() as s:
+            if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
+                stop.set("cancelled")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _device(name: str) -> str:
+    return ("cuda" if _cuda() else "cpu") if name == "auto" else name

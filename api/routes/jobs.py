@@ -21,7 +21,8 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 def job_out(job: Job, model_id: str | None) -> JobOut:
-    links = {"self": f"/v1/jobs/{job.id}", "cancel": f"/v1/jobs/{job.id}/cancel"}
+    links = {"self": f"/v1/jobs/{job.id}", "cancel": f"/v1/jobs/{job.id}/cancel",
+             "artifacts": f"/v1/artifacts?job_id={job.id}"}
     if model_id:
         links["model"] = f"/v1/models/{model_id}"
     return JobOut(
@@ -54,7 +55,7 @@ def create_job(body: JobCreate, owner: CurrentOwner, session: SessionDep, reques
 def list_jobs(owner: CurrentOwner, session: SessionDep, request: Request,
               status_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
                                  Query(alias="status")] = None,
-              kind: Annotated[Literal["train"] | None, Query()] = None,
+              kind: Annotated[Literal["train", "train_prior", "visualise"] | None, Query()] = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Page[JobOut]:
     where = [Job.owner_id == owner.id]
