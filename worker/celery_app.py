@@ -37,7 +37,6 @@ def make_celery(settings: Settings) -> Celery:
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
                                    "interval_max": 1.0},
-        worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
     return app
