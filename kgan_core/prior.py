@@ -113,7 +113,7 @@ def vgg16_weight_candidates(weights: str | Path | None = None) -> list[Path]:
 
 def load_vgg16_encoder(weights: str | Path | None = None, input_size: int = 64) -> VGGEncoder:
     """VGG-16 to conv5_3 with ImageNet weights from ``weights`` or torchvision's cache; never downloads."""
-    from torchvision.models import vgg16
+    from torchvision.models.vgg import cfgs, make_layers
 
     candidates = vgg16_weight_candidates(weights)
     path = next((p for p in candidates if p.is_file()), None)
@@ -128,7 +128,8 @@ def load_vgg16_encoder(weights: str | Path | None = None, input_size: int = 64) 
     except Exception as exc:  # a truncated download or another format: say which file
         raise PriorError(f"cannot read VGG-16 weights from {path}: {exc}") from exc
     feats = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-    net = vgg16(weights=None).features[:30]  # conv5_3 is layer 28, its ReLU 29
+    # Only the convolutions: building all of vgg16() would initialise 120M classifier weights for nothing.
+    net = make_layers(cfgs["D"])[:30]  # conv5_3 is layer 28, its ReLU 29
     try:
         net.load_state_dict({k: v for k, v in feats.items() if int(k.split(".")[0]) < 30})
     except (RuntimeError, ValueError) as exc:

@@ -111,6 +111,16 @@ def test_vgg16_weights_from_a_local_file_give_conv5_3_features(tmp_path):
     encoder = load_vgg16_encoder(path, input_size=32)
     out = encoder(torch.zeros(2, 1, 16, 16))
     assert out.shape == (2, 512 * 2 * 2)  # conv5_3 at 32 px input: 512 x 2 x 2
+    # a whole prior on that encoder: trained, saved without VGG's weights, reloaded from the file
+    cfg = PriorConfig(**TINY_PRIOR | {"encoder": "vgg16", "vgg_weights": str(path), "vgg_input_size": 32,
+                                      "steps": 1, "limit": 12, "holdout": 4, "batch_size": 4, "log_every": 1})
+    result = train_prior(cfg, tmp_path / "vgg-prior.safetensors")
+    assert (tmp_path / "vgg-prior.safetensors").stat().st_size < path.stat().st_size / 4
+    loaded = load_prior(result.path, vgg_weights=path)
+    assert loaded.encoder_kind == "vgg16" and loaded.code_dim == 2048
+    path.rename(tmp_path / "moved.pth")
+    with pytest.raises(EncoderWeightsMissing, match="vgg16.pth does not exist"):
+        load_prior(result.path)
     torch.save({"something": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(PriorError, match="does not hold VGG-16 weights"):
         load_vgg16_encoder(tmp_path / "other.pth")
