@@ -28,10 +28,15 @@ from kgan_core.visualise.base import (
 
 
 def first_layer(generator, z: torch.Tensor) -> torch.Tensor:
-    """(N, latent) -> (N, F) activations of the generator's first layer (its linear projection)."""
-    layer = generator.project if hasattr(generator, "project") else generator.layers[0]
+    """(N, latent) -> (N, F) activations of the generator's first layer: its linear projection
+    followed by its normalisation and ReLU, as GANSpace reads a layer's output (before the
+    non-linearity the PCA would only recover the projection's singular vectors)."""
     with torch.no_grad():
-        return layer(z[None])[0]
+        if hasattr(generator, "project"):  # conv generators: project -> feature map -> norm -> ReLU
+            n = z.shape[0]
+            h = generator.project(z[None])[0].reshape(n, generator.widths[0], generator.base, generator.base)
+            return torch.relu(generator.project_norm(h)).flatten(1)
+        return torch.relu(generator.layers[0](z[None])[0])
 
 
 def principal_directions_of(generator, latent_dim: int, count: int, seed: int,
@@ -40,12 +45,22 @@ def principal_directions_of(generator, latent_dim: int, count: int, seed: int,
     z = torch.randn(n_samples, latent_dim, generator=seeded(seed + 104729))
     h = first_layer(generator, z)
     centred = h - h.mean(0)
-    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
-    variance = s ** 2
-    coords = centred @ vt[:count].T  # (N, count)
+    vt = top_components(centred, count, seeded(seed + 2))
+    coords = centred @ vt.T  # (N, count)
     u = torch.linalg.lstsq(coords, z - z.mean(0)).solution  # (count, latent): z ≈ coords @ u
     u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return u, variance[:count] / variance.sum()
+    return u, coords.pow(2).sum(0) / centred.pow(2).sum()
+
+
+def top_components(x: torch.Tensor, count: int, generator: torch.Generator, power: int = 4) -> torch.Tensor:
+    """(count, F) top right singular vectors of x (N, F) by seeded randomised SVD (Halko et al.):
+    a full SVD of 2000 x 2048 activations takes seconds on a CPU, this a fraction of one."""
+    q = min(count + 16, *x.shape)
+    basis = torch.linalg.qr(x @ torch.randn(x.shape[1], q, generator=generator)).Q
+    for _ in range(power):
+        basis = torch.linalg.qr(x @ (x.T @ basis)).Q
+    _, _, vt = torch.linalg.svd(basis.T @ x, full_matrices=False)
+    return vt[:count]
 
 
 def principal_directions(run, member: int | None = None, *, seed: int = 0, components: int = 5, random: int = 3,
