@@ -15,6 +15,7 @@ model range [-1, 1], shaped (k, B, C, H, W): one batch of B images per critic me
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -23,15 +24,16 @@ _COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.
 _MAX_NORM = float(torch.linalg.norm(_COLOR_CORRELATION_SVD_SQRT, dim=0).max())
 
 
-class ImageParam:
+class ImageParam(ABC):
     """Base: ``params`` are optimised, ``image()`` renders them, ``after_step()`` projects."""
 
     params: list[torch.Tensor]
 
+    @abstractmethod
     def image(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The current image, (1, C, H, W) in the model's range."""
 
-    def after_step(self) -> None:
+    def after_step(self) -> None:  # noqa: B027 - optional hook; most parameterisations need none
         """Called after every optimiser step (e.g. to keep pixels in range)."""
 
 
