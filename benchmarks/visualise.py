@@ -85,6 +85,15 @@ def main() -> None:
     am_one = visualise(run, "activation-max", 0, prior=prior, steps=args.am_steps, seed=0)
     results["activation_max_member0_seconds"] = am_one.timings["total_seconds"]
 
+    every = visualise(run, "activation-max", None, layer="all", prior=prior, steps=args.am_steps, seed=0)
+    results["activation_max_every_layer"] = {
+        layer: {m: {"reach": sum(d["members"][str(j)][m]["reaches_real_max"] for j in range(run.k)),
+                    "median_nn_ratio": statistics.median(d["members"][str(j)][m]["feature_nn_ratio"]
+                                                         for j in range(run.k))}
+                for m in every.numbers["methods"]}
+        for layer, d in every.numbers["layers"].items()}
+    every.save(cache / "activation-max-every-layer.png")
+
     directions = {}
     for j in range(run.k):
         n = visualise(run, "principal-directions", j).numbers
@@ -118,6 +127,10 @@ def report(r: dict, k: int) -> None:
     t = r["activation_max"]["timings"]
     print(f"time, all {k} members at once: " + ", ".join(f"{a} {b:.1f} s" for a, b in t.items())
           + f"; member 0 alone: {r['activation_max_member0_seconds']:.1f} s")
+    print("\n## every critic layer's mean, every member: members reaching the tile max; median NN ratio")
+    for layer, methods_ in r["activation_max_every_layer"].items():
+        print(f"{layer:>6}: " + " | ".join(f"{m} {v['reach']}/{k}, {v['median_nn_ratio']:.2f}"
+                                           for m, v in methods_.items()))
     print("\n## principal directions vs random (image RMS change per unit step, 5 PCs vs 3 random)")
     d = r["principal_directions"]
     for j in range(k):

@@ -81,7 +81,7 @@ def real_activation(run, member: int, objective) -> tuple[torch.Tensor, torch.Te
 def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str | None = None,
                    channel: int | None = None, unit: int | None = None, position=None, methods=None,
                    prior=None, vgg_weights=None, steps: int = 200, lr: float = 0.05, tv_weight: float = 0.05,
-                   decay: float = 0.01) -> Visualisation:
+                   decay: float = 0.05) -> Visualisation:
     require_images(run, "activation-max")
     members = members_of(run, member)
     steps = bounded_int("steps", steps, 1, 10_000)
