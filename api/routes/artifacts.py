@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentOwner, SessionDep, StoreDep
 from api.errors import Problem, not_found
 from api.models import Artifact, Owner
+from api.pagination import paginate
 from api.schemas import ArtifactOut, Page
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
@@ -47,11 +48,9 @@ def list_artifacts(owner: CurrentOwner, session: SessionDep, request: Request,
                           (Artifact.kind, kind)):
         if value is not None:
             where.append(column == value)
-    total = session.scalar(select(func.count()).select_from(Artifact).where(*where)) or 0
-    rows = session.scalars(select(Artifact).where(*where).order_by(Artifact.created_at, Artifact.id)
-                           .limit(limit).offset(offset)).all()
-    nxt = str(request.url.include_query_params(offset=offset + limit, limit=limit)) if offset + limit < total else None
-    return Page[ArtifactOut](items=[artifact_out(a) for a in rows], total=total, limit=limit, offset=offset, next=nxt)
+    statement = select(Artifact).where(*where).order_by(Artifact.created_at, Artifact.id)
+    return Page[ArtifactOut](**paginate(session, request, statement, Artifact, where, limit, offset,
+                                        lambda row: artifact_out(row[0])))
 
 
 @router.get("/{artifact_id}/meta", response_model=ArtifactOut)

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import datasets as service
 from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
 from api.errors import Problem, not_found, validation_problem
 from api.models import Dataset, Owner, new_id
+from api.pagination import paginate
 from api.schemas import BuiltinDatasetOut, DatasetOut, Page
 from api.uploads import receive_upload, safe_remove
 
@@ -88,12 +89,10 @@ async def create_dataset(request: Request, owner: CurrentOwner, session: Session
 def list_datasets(owner: CurrentOwner, session: SessionDep, request: Request,
                   limit: Annotated[int, Query(ge=1, le=100)] = 20,
                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Page[DatasetOut]:
-    where = Dataset.owner_id == owner.id
-    total = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
-    rows = session.scalars(select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id.desc())
-                           .limit(limit).offset(offset)).all()
-    nxt = str(request.url.include_query_params(offset=offset + limit, limit=limit)) if offset + limit < total else None
-    return Page[DatasetOut](items=[dataset_out(d) for d in rows], total=total, limit=limit, offset=offset, next=nxt)
+    where = [Dataset.owner_id == owner.id]
+    statement = select(Dataset).where(*where).order_by(Dataset.created_at.desc(), Dataset.id.desc())
+    return Page[DatasetOut](**paginate(session, request, statement, Dataset, where, limit, offset,
+                                       lambda row: dataset_out(row[0])))
 
 
 @router.get("/builtin", response_model=list[BuiltinDatasetOut])

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api import jobs as service
 from api.deps import CurrentOwner, SessionDep
 from api.models import Job, Model
+from api.pagination import paginate
 from api.params import JobCreate
 from api.schemas import JobError, JobOut, JobProgress, Page
 
@@ -63,14 +64,10 @@ def list_jobs(owner: CurrentOwner, session: SessionDep, request: Request,
         where.append(Job.status == status_)
     if kind is not None:
         where.append(Job.kind == kind)
-    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    rows = session.execute(
-        select(Job, Model.id).outerjoin(Model, Model.job_id == Job.id).where(*where)
-        .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)).all()
-    nxt = None
-    if offset + limit < total:
-        nxt = str(request.url.include_query_params(offset=offset + limit, limit=limit))
-    return Page[JobOut](items=[job_out(j, m) for j, m in rows], total=total, limit=limit, offset=offset, next=nxt)
+    statement = (select(Job, Model.id).outerjoin(Model, Model.job_id == Job.id).where(*where)
+                 .order_by(Job.created_at.desc(), Job.id.desc()))
+    return Page[JobOut](**paginate(session, request, statement, Job, where, limit, offset,
+                                   lambda row: job_out(row[0], row[1])))
 
 
 @router.get("/{job_id}", response_model=JobOut)

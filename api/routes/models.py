@@ -9,12 +9,13 @@ import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentOwner, SessionDep
 from api.errors import Problem, not_found
 from api.models import Model, Owner
+from api.pagination import paginate
 from api.render import ModelRef
 from api.schemas import MemberOut, ModelOut, Page
 
@@ -49,12 +50,10 @@ def model_out(m: Model) -> ModelOut:
 def list_models(owner: CurrentOwner, session: SessionDep, request: Request,
                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
                 offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Page[ModelOut]:
-    where = Model.owner_id == owner.id
-    total = session.scalar(select(func.count()).select_from(Model).where(where)) or 0
-    rows = session.scalars(select(Model).where(where).order_by(Model.created_at.desc(), Model.id.desc())
-                           .limit(limit).offset(offset)).all()
-    nxt = str(request.url.include_query_params(offset=offset + limit, limit=limit)) if offset + limit < total else None
-    return Page[ModelOut](items=[model_out(m) for m in rows], total=total, limit=limit, offset=offset, next=nxt)
+    where = [Model.owner_id == owner.id]
+    statement = select(Model).where(*where).order_by(Model.created_at.desc(), Model.id.desc())
+    return Page[ModelOut](**paginate(session, request, statement, Model, where, limit, offset,
+                                     lambda row: model_out(row[0])))
 
 
 @router.get("/{model_id}", response_model=ModelOut)
