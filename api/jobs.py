@@ -21,8 +21,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api.auth import get_owned
 from api.db import Database, utcnow
-from api.errors import Problem, not_found
+from api.errors import Problem
 from api.models import Artifact, Dataset, Job, Model, Owner
 from api.params import JobCreate, PriorParams, TrainParams, VisualiseParams
 from api.settings import Settings
@@ -79,17 +80,11 @@ def _data_source(session: Session, owner: Owner, params: TrainParams | PriorPara
             raise Problem(422, "Built-in dataset not available", f"{params.dataset}: {detail}.",
                           slug="dataset-unavailable")
         return None
-    dataset = session.get(Dataset, params.dataset_id)
-    if dataset is None or dataset.owner_id != owner.id:
-        raise not_found("dataset", params.dataset_id or "")
-    return dataset
+    return get_owned(session, owner, Dataset, params.dataset_id or "", "dataset")
 
 
 def owned_model(session: Session, owner: Owner, model_id: str) -> Model:
-    model = session.get(Model, model_id)
-    if model is None or model.owner_id != owner.id:
-        raise not_found("model", model_id)
-    return model
+    return get_owned(session, owner, Model, model_id, "model")
 
 
 def check_train_params(session: Session, owner: Owner, params: TrainParams, settings: Settings) -> Dataset | None:
@@ -141,9 +136,7 @@ def check_visualise_params(session: Session, owner: Owner, params: VisualisePara
         raise Problem(422, "No such member", f"Model {model.id} has k={model.k} members, numbered 0 to "
                       f"{model.k - 1}.", slug="validation-error")
     if params.prior_id is not None:
-        prior = session.get(Artifact, params.prior_id)
-        if prior is None or prior.owner_id != owner.id:
-            raise not_found("artifact", params.prior_id)
+        prior = get_owned(session, owner, Artifact, params.prior_id, "artifact")
         if prior.kind != "prior":
             raise Problem(422, "Not a prior", f"Artifact {prior.id} is a {prior.kind}, not a prior; train one with "
                           "a train_prior job.", slug="validation-error")
@@ -195,10 +188,7 @@ def _same_request(job: Job, fingerprint: str) -> Job:
 
 
 def get_owned_job(session: Session, owner: Owner, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.owner_id != owner.id:
-        raise not_found("job", job_id)
-    return job
+    return get_owned(session, owner, Job, job_id, "job")
 
 
 def cancel_job(session: Session, owner: Owner, job_id: str) -> Job:

@@ -9,8 +9,9 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep, StoreDep
-from api.errors import Problem, not_found
+from api.errors import Problem
 from api.models import Artifact, Owner
 from api.pagination import paginate
 from api.schemas import ArtifactOut, Page
@@ -22,10 +23,7 @@ IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 def get_owned_artifact(session: Session, owner: Owner, artifact_id: str) -> Artifact:
-    artifact = session.get(Artifact, artifact_id)
-    if artifact is None or artifact.owner_id != owner.id:
-        raise not_found("artifact", artifact_id)
-    return artifact
+    return get_owned(session, owner, Artifact, artifact_id, "artifact")
 
 
 def artifact_out(a: Artifact) -> ArtifactOut:

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import datasets as service
+from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
-from api.errors import Problem, not_found, validation_problem
+from api.errors import Problem, validation_problem
 from api.models import Dataset, Owner, new_id
 from api.pagination import paginate
 from api.schemas import BuiltinDatasetOut, DatasetOut, Page
@@ -37,10 +38,7 @@ def dataset_out(d: Dataset) -> DatasetOut:
 
 
 def get_owned_dataset(session: Session, owner: Owner, dataset_id: str) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None or dataset.owner_id != owner.id:
-        raise not_found("dataset", dataset_id)
-    return dataset
+    return get_owned(session, owner, Dataset, dataset_id, "dataset")
 
 
 UPLOAD_BODY = {

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep
-from api.errors import Problem, not_found
+from api.errors import Problem
 from api.models import Model, Owner
 from api.pagination import paginate
 from api.render import ModelRef
@@ -28,10 +29,7 @@ PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 
 
 def get_owned_model(session: Session, owner: Owner, model_id: str) -> Model:
-    model = session.get(Model, model_id)
-    if model is None or model.owner_id != owner.id:
-        raise not_found("model", model_id)
-    return model
+    return get_owned(session, owner, Model, model_id, "model")
 
 
 def model_out(m: Model) -> ModelOut:
