@@ -98,6 +98,10 @@ class Progress:
 
 # Return False to stop: the trainer writes a checkpoint first, so the run can be resumed.
 Callback = Callable[[Progress], "bool | None"]
+# Asked after every step (so it must be cheap, e.g. reading a flag another thread sets):
+# True stops the run there, after a checkpoint. Progress reports can be far apart; this is
+# what lets a cancel or a shutdown take effect at the next step.
+ShouldStop = Callable[[], bool]
 
 
 @dataclass
@@ -418,7 +422,8 @@ class KGANTrainer:
 
     # the loop ---------------------------------------------------------------------------
 
-    def fit(self, run_dir: Path, callback: Callback | None = None) -> TrainResult:
+    def fit(self, run_dir: Path, callback: Callback | None = None,
+            should_stop: ShouldStop | None = None) -> TrainResult:
         cfg = self.config
         run_dir = Path(run_dir)
         started, start_step = time.perf_counter(), self.step
@@ -446,6 +451,8 @@ class KGANTrainer:
                                      "wasserstein": progress.wasserstein, "tile_sizes": progress.tile_sizes})
                 if callback is not None and callback(progress) is False:
                     stopped = True
+            if not done and should_stop is not None and should_stop():
+                stopped = True
             if done:
                 self.metrics = self.final_metrics()
             if done or stopped or self.step % cfg.checkpoint_every == 0:
@@ -493,7 +500,8 @@ def sample_ensemble(generate: Callable[[torch.Tensor], torch.Tensor], shares: li
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None = None,
-          resume: bool = True, dataset: Dataset | None = None) -> TrainResult:
+          resume: bool = True, dataset: Dataset | None = None,
+          should_stop: ShouldStop | None = None) -> TrainResult:
     """Train (or resume) a k-GAN run in ``run_dir``.
 
     Everything that can fail on bad input (dataset, k, architecture, an incompatible
@@ -508,7 +516,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
     trainer = KGANTrainer(config, dataset)
     if saved is not None:
         trainer.restore(saved)
-    return trainer.fit(run_dir, callback)
+    return trainer.fit(run_dir, callback, should_stop)
 
 
 def check_resumable(saved: TrainConfig, new: TrainConfig) -> None:

@@ -56,6 +56,21 @@ def test_progress_callback_reports_and_can_stop(tmp_path):
     assert load_checkpoint(tmp_path / "run").step == 8  # a stop always leaves a checkpoint
 
 
+def test_should_stop_takes_effect_at_the_next_step_between_reports(tmp_path):
+    # log_every=4: a stop asked for after step 6 must not wait for the report at step 8.
+    asked = []
+
+    def should_stop():
+        asked.append(True)
+        return len(asked) >= 6
+
+    result = train(tiny(), tmp_path / "run", should_stop=should_stop)
+    assert result.stopped and result.step == 6
+    assert load_checkpoint(tmp_path / "run").step == 6
+    train(tiny(), tmp_path / "run")  # and it resumes from there
+    assert load_checkpoint(tmp_path / "run").step == 12
+
+
 def test_same_seed_same_run(tmp_path):
     train(tiny(), tmp_path / "a")
     train(tiny(), tmp_path / "b")

@@ -244,7 +244,8 @@ class JobRunner:
             return not stop
 
         started = time.perf_counter()
-        result = train(config, run_dir, callback=report, resume=True)
+        # The heartbeat thread notices a cancel or a lost lease; the trainer asks after every step.
+        result = train(config, run_dir, callback=report, resume=True, should_stop=stop.__bool__)
         log.info("job %s attempt %s: step %s after %.1fs (stopped=%s, %s)", claim.job_id, claim.attempt,
                  result.step, time.perf_counter() - started, result.stopped, stop.reason)
         if result.stopped:
