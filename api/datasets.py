@@ -22,25 +22,22 @@ def builtin_root(settings: Settings) -> Path:
     return settings.builtin_data_root or DEFAULT_ROOT
 
 
+# Where to put each built-in's files when the server lacks them (the loader itself decides
+# whether they are there: kgan_core.data.builtin.available_offline).
+_WHERE = {"mnist": "MNIST's IDX files in {root}/mnist", "fashion-mnist": "Fashion-MNIST's IDX files in "
+          "{root}/fashion-mnist", "lfw": "the deep-funnelled LFW in {root}/lfw-py"}
+
+
 def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
     """Whether a built-in can be used here without a download, and what to do if not."""
-    from kgan_core.data.builtin import has_idx
+    from kgan_core.data.builtin import available_offline
 
     root = builtin_root(settings)
-    if name in (*POINT_BUILTINS, "lfw-subset"):
-        return True, "generated or shipped with the software"
-    if name == "mnist":
-        ok = has_idx(root / "mnist") or has_idx(root)
-        return ok, f"IDX files in {root / 'mnist'}" if ok else (
-            f"not on this server: put MNIST's IDX files in {root / 'mnist'} (KGAN_BUILTIN_DATA_ROOT)")
-    if name == "fashion-mnist":
-        ok = any(has_idx(p) for p in (root / "fashion-mnist", root / "FashionMNIST" / "raw"))
-        return ok, "IDX files present" if ok else (
-            f"not on this server: put Fashion-MNIST's IDX files in {root / 'fashion-mnist'}")
-    if name == "lfw":
-        ok = (root / "lfw-py" / "lfw-deepfunneled").is_dir()
-        return ok, "present" if ok else f"not on this server: put the deep-funnelled LFW in {root / 'lfw-py'}"
-    return False, "unknown"
+    if name not in _WHERE:
+        return (True, "generated or shipped with the software") if available_offline(name, root) else (False, "unknown")
+    if available_offline(name, root):
+        return True, f"files found under {root}"
+    return False, f"not on this server: put {_WHERE[name].format(root=root)} (KGAN_BUILTIN_DATA_ROOT)"
 
 
 def create_builtin(session: Session, owner: Owner, store: ArtifactStore, settings: Settings, builtin: str,
