@@ -28,7 +28,7 @@ from kgan_core.metrics import kl_to_uniform, normalized_mutual_information
 from kgan_core.models import default_spec, width_for_budget
 from kgan_core.run import load_run
 from kgan_core.tiles import assign_voronoi, kmeans
-from kgan_core.train import TrainConfig, train
+from kgan_core.train import KGANTrainer, TrainConfig, train
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -117,10 +117,11 @@ def mnist_rows(seeds: list[int], steps: int) -> list[dict]:
     for seed in seeds:
         centres = kmeans(flat, 10, torch.Generator().manual_seed(seed))
         kmeans_nmi.append(normalized_mutual_information(assign_voronoi(flat, centres), data.labels))
-        # Width 8, batch 16 and n_critic 2 keep a k=10 run within about 5 CPU-minutes; one re-tiling
-        # halfway, once the generators' means are meaningful, keeps the tiles from drifting.
+        # Width 8, batch 16 and n_critic 2 keep a k=10 run within about 5 CPU-minutes. The default
+        # 4 rounds of medoid moves; each move is taken only where it lowers the tiling cost.
         config = TrainConfig(dataset=str(MNIST), k=10, steps=steps, seed=seed, log_every=steps, width=8,
-                             batch_size=16, n_critic=2, lr_g=3e-4, lr_d=3e-4, rounds=1)
+                             batch_size=16, n_critic=2, lr_g=3e-4, lr_d=3e-4)
+        start_nmi = normalized_mutual_information(KGANTrainer(config).tiles.assignment, data.labels)
         with tempfile.TemporaryDirectory() as tmp:
             cpu = time.process_time()
             train(config, Path(tmp) / "run")
@@ -130,12 +131,14 @@ def mnist_rows(seeds: list[int], steps: int) -> list[dict]:
                 classes = judge(run.sample(2000, seed=seed)).argmax(1)
             counts = torch.bincount(classes, minlength=10)
             rows.append({"classes": int((counts > 0).sum()), "kl": kl_to_uniform(counts),
-                         "nmi": run.metrics["tile_label_nmi"], "cpu": cpu})
+                         "nmi": run.metrics["tile_label_nmi"], "start_nmi": start_nmi, "cpu": cpu,
+                         "moves": [e for e in run.events if "point masses stayed" in e]})
             print(f"  mnist seed {seed}: {rows[-1]}, k-means NMI {kmeans_nmi[-1]:.3f}", file=sys.stderr, flush=True)
     return [{
         "classes": statistics.median(r["classes"] for r in rows),
         "kl": statistics.median(r["kl"] for r in rows),
         "nmi": statistics.median(r["nmi"] for r in rows),
+        "start_nmi": statistics.median(r["start_nmi"] for r in rows),
         "kmeans_nmi": statistics.median(kmeans_nmi),
         "cpu": statistics.median(r["cpu"] for r in rows),
         "judge_accuracy": accuracy,
@@ -162,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         (m,) = mnist_rows(seeds, args.mnist_steps)
         print(f"\nMNIST, k=10 ({args.mnist_steps} steps; judge accuracy {100 * m['judge_accuracy']:.1f}% "
               "on held-out real digits)\n")
-        print("| classes generated | KL(class hist ‖ uniform) | tiles' NMI with labels | k-means NMI | CPU s / run |")
-        print("|---|---|---|---|---|")
-        print(f"| {m['classes']:g}/10 | {m['kl']:.4f} | {m['nmi']:.3f} | {m['kmeans_nmi']:.3f} | {m['cpu']:.0f} |")
+        print("| classes generated | KL(class hist ‖ uniform) | tiles' NMI with labels | the run's initial tiles' NMI "
+              "| k-means NMI | CPU s / run |")
+        print("|---|---|---|---|---|---|")
+        print(f"| {m['classes']:g}/10 | {m['kl']:.4f} | {m['nmi']:.3f} | {m['start_nmi']:.3f} | "
+              f"{m['kmeans_nmi']:.3f} | {m['cpu']:.0f} |")
     return 0
 
 

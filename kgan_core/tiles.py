@@ -65,6 +65,32 @@ def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, restarts: int = 
     return best
 
 
+def tiling_cost(x: torch.Tensor, masses: torch.Tensor) -> float:
+    """Σ_i min_j ||x_i - m_j||²: what Voronoi tiles minimise for fixed masses (k-means' inertia)."""
+    return squared_distances(x, masses).min(1).values.sum().item()
+
+
+def descend(x: torch.Tensor, masses: torch.Tensor, proposed: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    """Take each proposed move m_j -> p_j only where it lowers the tiling cost (k-medoids' rule).
+
+    Members are tried in order, each against the masses as they stand after the earlier
+    moves, so the cost never rises. Returns the new masses and, per member, the relative
+    change in cost its move would have made (negative: taken).
+    """
+    d = squared_distances(x, masses)
+    d_new = squared_distances(x, proposed)
+    cost = d.min(1).values.sum()
+    masses, changes = masses.clone(), []
+    for j in range(masses.shape[0]):
+        trial = d.clone()
+        trial[:, j] = d_new[:, j]
+        trial_cost = trial.min(1).values.sum()
+        changes.append((trial_cost / cost - 1.0).item() if cost > 0 else 0.0)
+        if trial_cost < cost:
+            d, cost, masses[j] = trial, trial_cost, proposed[j]
+    return masses, changes
+
+
 def assign_voronoi(x: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
     """Tile of each point: argmin_j ||x - m_j||² (ties go to the lower index)."""
     return squared_distances(x, masses).argmin(1)

@@ -31,6 +31,7 @@ from kgan_core.tiles import (
     Tiles,
     assign_balanced,
     assign_voronoi,
+    descend,
     kmeans,
     medoid,
     split_empty_tiles,
@@ -70,6 +71,10 @@ class TrainConfig(BaseModel):
     lr_decay: Literal["linear", "none"] = Field(
         "linear", description="linear: learning rates fall to 0 at the last step (damps the final GAN oscillation)")
     medoid: Literal["mean", "sample"] = "mean"
+    medoid_moves: Literal["descent", "always"] = Field(
+        "descent", description="descent: with voronoi tiles a point mass moves to its generator's medoid only "
+        "if that lowers the tiling cost (k-medoids' rule), so a half-trained generator cannot pull its tile off "
+        "the data; always: every round moves every mass")
     medoid_samples: int = Field(256, ge=2, le=10_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     checkpoint_every: int = Field(500, ge=1, le=10_000_000)
@@ -342,11 +347,19 @@ class KGANTrainer:
         self.members.set_frames(anchor.reshape(k, -1), spread.clamp_min(1e-6))
 
     def move_point_masses(self) -> None:
-        """Move each m_j to the medoid of G_j's samples, then re-tile."""
+        """Move each m_j to the medoid of G_j's samples (where that helps, see medoid_moves), then re-tile."""
         z = torch.randn(self.config.k, self.config.medoid_samples, self.spec.latent_dim,
                         generator=self.rng, device=self.device)
         samples = self.members.generate(z).reshape(self.config.k, self.config.medoid_samples, -1)
-        self.masses = torch.stack([medoid(s, self.config.medoid) for s in samples])
+        proposed = torch.stack([medoid(s, self.config.medoid) for s in samples])
+        if self.config.medoid_moves == "descent" and self.config.assignment == "voronoi":
+            self.masses, changes = descend(self.flat, self.masses, proposed)
+            stayed = [f"{j} ({change:+.2%})" for j, change in enumerate(changes) if change >= 0]
+            if stayed:
+                self.events.append(f"step {self.step}: {len(stayed)} of {self.config.k} point masses stayed, "
+                                   f"their medoid would not lower the tiling cost: members " + ", ".join(stayed))
+        else:
+            self.masses = proposed
         self._retile()
 
     @property

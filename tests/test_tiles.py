@@ -6,11 +6,13 @@ from kgan_core.tiles import (
     Tiles,
     assign_balanced,
     assign_voronoi,
+    descend,
     kmeans,
     kmeans_plus_plus,
     medoid,
     split_empty_tiles,
     squared_distances,
+    tiling_cost,
 )
 
 
@@ -47,6 +49,22 @@ def test_kmeans_finds_one_centre_per_blob():
     x, centres = blobs()
     found = kmeans(x, 4, torch.Generator().manual_seed(0))
     assert torch.cdist(centres, found).min(1).values.max() < 0.1
+
+
+def test_descend_takes_only_the_moves_that_lower_the_tiling_cost():
+    x, centres = blobs()
+    start = centres + 0.5  # every mass off its blob's centre by (0.5, 0.5)
+    proposed = start.clone()
+    proposed[0] = centres[0]  # a good move: onto its blob
+    proposed[2] = torch.tensor([2.5, 2.5])  # a bad move: between the blobs
+    moved, changes = descend(x, start, proposed)
+    assert torch.equal(moved[0], centres[0]) and torch.equal(moved[2], start[2])
+    assert changes[0] < 0 < changes[2]
+    assert tiling_cost(x, moved) < tiling_cost(x, start)
+    # From a k-means optimum no move can help, so nothing moves.
+    best = kmeans(x, 4, torch.Generator().manual_seed(0))
+    kept, _ = descend(x, best, best + torch.randn(4, 2, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(kept, best)
 
 
 def test_balanced_tiles_differ_by_at_most_one_point():
