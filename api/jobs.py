@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api import quotas
 from api.auth import get_owned
 from api.db import Database, utcnow
 from api.errors import Problem
@@ -151,6 +152,10 @@ def create_job(session: Session, owner: Owner, body: JobCreate, idempotency_key:
         existing = _by_key(session, owner.id, idempotency_key)
         if existing is not None:
             return _same_request(existing, fingerprint), False
+    # Caps come after the idempotency lookup: a retried POST gets its job back even at the cap.
+    quotas.lock_owner(session, owner)
+    quotas.check_job_slots(session, owner, settings)
+    quotas.check_storage_for_job(session, owner, settings)
     dataset, model, total = None, None, 1
     if body.kind == "train":
         dataset, total = check_train_params(session, owner, body.params, settings), body.params.steps

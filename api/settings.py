@@ -39,7 +39,15 @@ class Settings(BaseSettings):
     redispatch_after_s: float = Field(
         600.0, ge=1.0, le=86_400.0, description="re-send a still-queued job's message after this long (lost broker)")
     max_attempts: int = Field(20, ge=1, le=1000, description="worker losses a job survives before it fails")
-    job_time_limit_s: int = Field(7 * 86_400, ge=10, le=90 * 86_400)
+    job_time_limit_s: int = Field(
+        7 * 86_400, ge=1, le=90 * 86_400,
+        description="wall-clock seconds from a job's first start; past it the job fails, keeping its checkpoint")
+
+    # --- per-owner limits --------------------------------------------------------------------
+    max_queued_jobs_per_owner: int = Field(
+        100, ge=1, le=1_000_000, description="unfinished (queued or running) jobs one owner may have; more get 429")
+    max_stored_bytes_per_owner: int = Field(
+        100 * GiB, ge=0, le=1024**5, description="uploaded archives plus job artifacts per owner; more get 413/409")
 
     # --- uploads ---------------------------------------------------------------------------
     max_upload_bytes: int = Field(1 * GiB, ge=1024, le=1024 * GiB)

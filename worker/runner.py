@@ -7,6 +7,10 @@ never touches the newer attempt's rows; on disk it only ever writes its own atte
 
 Resume: a new attempt starts from the newest checkpoint any earlier attempt left behind, so a
 killed worker loses at most one checkpoint interval.
+
+Shutdown: a worker told to stop (SIGTERM; see worker/tasks.py) sets the running job's Stop with
+reason "shutdown"; the trainer checkpoints at its next step and the job goes back to ``queued``
+with a fresh message, so another worker (or this one, restarted) carries on from there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from api.db import Database, utcnow
-from api.jobs import holder_is_dead, worker_identity
+from api.jobs import dispatch, holder_is_dead, worker_identity
 from api.models import Artifact, Dataset, Job, Model
 from api.settings import Settings
 from api.storage import ArtifactStore, file_sha256
@@ -60,12 +64,43 @@ class Stop:
         return self.event.is_set()
 
 
+class Shutdown:
+    """This process was asked to stop: the running job (if any) checkpoints and is re-queued."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stop: Stop | None = None
+
+    def request(self) -> bool:
+        """Safe in a signal handler. Returns whether a job was running."""
+        self.requested = True
+        stop = self.stop
+        if stop is not None:
+            stop.set("shutdown")
+        return stop is not None
+
+
+SHUTDOWN = Shutdown()
+
+
 class JobRunner:
     def __init__(self, settings: Settings, db: Database | None = None):
         self.settings = settings
         self.db = db or Database(settings)
         self.store = ArtifactStore(settings.artifacts)
         self.me = worker_identity()
+        self._celery = None
+
+    def send(self, job_id: str) -> None:
+        """Put a job's message (back) on the queue, with this runner's settings."""
+        from worker.celery_app import RUN_JOB, make_celery
+
+        if self._celery is None:
+            self._celery = make_celery(self.settings)
+        self._celery.send_task(RUN_JOB, args=[job_id], queue=self.settings.queue)
+
+    def deadline(self, started_at):
+        return started_at + timedelta(seconds=self.settings.job_time_limit_s)
 
     # --- claiming ----------------------------------------------------------------------
 
@@ -85,6 +120,10 @@ class JobRunner:
                     return None
             if job.cancel_requested:
                 job.status, job.finished_at = "cancelled", now
+                return None
+            if job.started_at is not None and self.deadline(job.started_at) < now:
+                job.status, job.finished_at = "failed", now
+                job.error_title, job.error_detail = "Time limit reached", self.time_limit_detail()
                 return None
             if job.attempt >= self.settings.max_attempts:
                 job.status, job.finished_at = "failed", now
@@ -107,10 +146,17 @@ class JobRunner:
 
     # --- heartbeat -----------------------------------------------------------------------
 
+    def time_limit_detail(self) -> str:
+        return (f"The job ran past this server's limit of {self.settings.job_time_limit_s} s from its first start "
+                "(KGAN_JOB_TIME_LIMIT_S); its last checkpoint is kept.")
+
     def _heartbeat(self, claim: Claim, stop: Stop, finished: threading.Event) -> None:
+        deadline = self.deadline(claim.started_at)
         while not finished.wait(self.settings.heartbeat_s):
             try:
                 now = utcnow()
+                if now > deadline:
+                    stop.set("time-limit")
                 if not self.fenced(claim, heartbeat_at=now,
                                    lease_expires_at=now + timedelta(seconds=self.settings.lease_s)):
                     stop.set("superseded")
@@ -124,11 +170,18 @@ class JobRunner:
     # --- running -------------------------------------------------------------------------
 
     def run(self, job_id: str) -> str:
+        if SHUTDOWN.requested:
+            # This worker is going away: hand the message back untouched.
+            dispatch(self.db, self.send, job_id)
+            return "requeued"
         claim = self.claim(job_id)
         if claim is None:
             return "skipped"
         log.info("job %s attempt %s started on %s", job_id, claim.attempt, self.me)
         stop, finished = Stop(), threading.Event()
+        SHUTDOWN.stop = stop
+        if SHUTDOWN.requested:
+            stop.set("shutdown")
         beat = threading.Thread(target=self._heartbeat, args=(claim, stop, finished), daemon=True,
                                 name=f"heartbeat-{job_id}")
         beat.start()
@@ -144,6 +197,7 @@ class JobRunner:
         except Exception as exc:
             return self.record_exception(claim, exc)
         finally:
+            SHUTDOWN.stop = None
             finished.set()
             beat.join(timeout=5)
 
@@ -171,12 +225,13 @@ class JobRunner:
         self.fenced(claim, status="failed", error_title=title[:200], error_detail=detail, finished_at=utcnow(),
                     eta_s=None)
 
-    def run_dir(self, claim: Claim) -> Path:
-        """This attempt's folder, seeded with the newest checkpoint of any earlier attempt."""
+    def run_dir(self, claim: Claim) -> tuple[Path, int | None]:
+        """This attempt's folder, seeded with the newest checkpoint of any earlier attempt, and
+        that checkpoint's step (None when the attempt starts afresh)."""
         run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
         run_dir.mkdir(parents=True, exist_ok=True)
         if (run_dir / CHECKPOINT_FILES[0]).exists():
-            return run_dir
+            return run_dir, None
         best, best_step = None, -1
         for earlier in sorted(self.store.job_dir(claim.job_id).glob("attempt-*")):
             summary = earlier / "run.json"
@@ -195,7 +250,7 @@ class JobRunner:
                 tmp = run_dir / f".{name}.copy"
                 shutil.copyfile(best / name, tmp)
                 os.replace(tmp, run_dir / name)
-        return run_dir
+        return run_dir, (best_step if best is not None else None)
 
     def data_source(self, claim: Claim, params) -> str | None:
         """What kgan_core should load: a built-in name or the uploaded archive's path."""
@@ -224,15 +279,20 @@ class JobRunner:
         if source is None:
             return "failed"
         config = params.to_config(source, str(builtin_root(self.settings)), self.settings.worker_device)
-        run_dir = self.run_dir(claim)
-        deadline = claim.started_at + timedelta(seconds=self.settings.job_time_limit_s)
+        run_dir, resumed_from = self.run_dir(claim)
+        deadline = self.deadline(claim.started_at)
         events: list[str] = []
+        # Shown in the job's progress: where this attempt took over (what a lost worker cost).
+        extra = {"attempt_started_at_step": resumed_from or 0}
+        if resumed_from is not None:
+            events.append(f"attempt {claim.attempt} resumed from the checkpoint at step {resumed_from}")
 
         def report(progress) -> bool:
             events.extend(progress.events)
             ok = self.fenced(claim, step=progress.step, total=progress.total, eta_s=progress.eta_s, progress={
                 "d_loss": progress.d_loss, "g_loss": progress.g_loss, "wasserstein": progress.wasserstein,
-                "tile_sizes": progress.tile_sizes, "events": events[-20:], "elapsed_s": round(progress.elapsed_s, 3)})
+                "tile_sizes": progress.tile_sizes, "events": events[-20:], "elapsed_s": round(progress.elapsed_s, 3),
+                **extra})
             if not ok:
                 stop.set("superseded")
             else:
@@ -258,9 +318,16 @@ class JobRunner:
             self.fenced(claim, status="cancelled", finished_at=now, eta_s=None)
             return "cancelled"
         if stop.reason == "time-limit":
-            self.fail(claim, "Time limit reached", f"The job ran past this server's limit of "
-                      f"{self.settings.job_time_limit_s} s; its last checkpoint is kept.")
+            self.fail(claim, "Time limit reached", self.time_limit_detail())
             return "failed"
+        if stop.reason == "shutdown":
+            # Back to the queue, not failed: the next attempt resumes from the checkpoint just written.
+            if not self.fenced(claim, status="queued", worker=None, lease_expires_at=None, enqueued_at=None,
+                               eta_s=None):
+                return "superseded"
+            log.info("job %s attempt %s checkpointed for shutdown; re-queued", claim.job_id, claim.attempt)
+            dispatch(self.db, self.send, claim.job_id)
+            return "requeued"
         return "superseded"
 
     def record_model(self, claim: Claim, run_dir: Path) -> str:

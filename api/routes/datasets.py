@@ -12,12 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import datasets as service
+from api import quotas
 from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
 from api.errors import Problem, validation_problem
 from api.models import Dataset, Owner, new_id
 from api.pagination import paginate
 from api.schemas import BuiltinDatasetOut, DatasetOut, Page
+from api.settings import Settings
 from api.uploads import receive_upload, safe_remove
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -35,6 +37,13 @@ def dataset_out(d: Dataset) -> DatasetOut:
                       n_items=d.n_items, size_bytes=d.size_bytes, item_shape=d.item_shape, meta=d.meta,
                       created_at=d.created_at,
                       links={"self": f"/v1/datasets/{d.id}", "preview": f"/v1/datasets/{d.id}/preview.png"})
+
+
+def _check_storage(session: Session, owner: Owner, settings: Settings, incoming: int) -> None:
+    try:
+        quotas.check_storage_for_upload(session, owner, settings, incoming)
+    finally:
+        session.commit()  # end the read transaction: SQLite's lock must not be held while the body streams
 
 
 def get_owned_dataset(session: Session, owner: Owner, dataset_id: str) -> Dataset:
@@ -68,9 +77,13 @@ async def create_dataset(request: Request, owner: CurrentOwner, session: Session
                           f"{', '.join(BUILTIN_DATASETS)}, or upload an archive.", slug="validation-error")
         row = await run_in_threadpool(service.create_builtin, session, owner, store, settings, body.builtin, body.name)
     else:
+        # Refuse before reading the body when the owner's storage is already full, and again
+        # once the upload's size is known (the per-upload limit bounds what is staged meanwhile).
+        await run_in_threadpool(_check_storage, session, owner, settings, 0)
         staged = store.root / "uploads" / f"{new_id()}.part"
         try:
             got = await receive_upload(request, staged, settings.max_upload_bytes)
+            await run_in_threadpool(_check_storage, session, owner, settings, got.size)
             name = got.fields.get("name") or None
             if name is not None and len(name) > 200:
                 raise Problem(422, "Name too long", "The dataset name may have at most 200 characters.",
