@@ -3,15 +3,24 @@
 The request body is parsed as it arrives and the file part is written straight to disk,
 counting bytes, so an upload over the limit stops at the limit instead of filling a temp
 folder first. The archive is then checked entry by entry (count, total uncompressed size,
-names that would escape a folder, links, images over the pixel limit or not decodable)
-before it becomes a dataset. It is never extracted: kgan_core reads images out of it.
+names that would escape a folder, links, archives inside the archive, images over the pixel
+limit or not decodable) before it becomes a dataset. It is never extracted: kgan_core reads
+images out of it.
+
+Memory stays bounded whatever the archive claims: an entry is read only after its first
+HEAD_BYTES show an image header, and then at most what an image of that many pixels can
+take (``entry_cap``), so a zip bomb costs a few kilobytes of reading before it is refused.
 """
 
 from __future__ import annotations
 
+import io
+import lzma
 import stat
 import tarfile
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,7 +33,17 @@ from api.errors import Problem
 from api.settings import Settings
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+# Entries with these endings are archives (or compressed files) inside the archive: refused,
+# not unpacked, so nesting can never multiply a bomb.
+NESTED_ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".7z", ".rar",
+                           ".lz", ".lzma", ".z", ".jar", ".cpio")
+NESTED_ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"7z\xbc\xaf\x27\x1c", b"Rar!")
 MAX_FIELD_BYTES = 4096
+MAX_PART_HEADER_BYTES = 16 * 1024  # all the headers of one multipart part together
+MAX_PARTS = 16
+HEAD_BYTES = 64 * 1024  # enough for any PNG/GIF/BMP/WebP header and most JPEGs'
+BYTES_PER_PIXEL = 16  # no image file needs more per pixel (4 channels of 32-bit float)
+ENTRY_SLACK = 8 * 1024 * 1024  # metadata (EXIF, ICC profiles, extra frames) an image file may carry
 PREVIEW_IMAGES = 64
 
 
@@ -55,10 +74,18 @@ async def receive_upload(request: Request, dest: Path, max_bytes: int) -> Receiv
     state: dict = {"headers": {}, "name": None, "target": None, "buf": bytearray(), "field": b"", "value": b""}
     out = open(dest, "wb")  # noqa: SIM115 - closed in finally, written to by parser callbacks
 
+    def header_bytes(n: int) -> None:
+        state["header_bytes"] = state.get("header_bytes", 0) + n
+        if state["header_bytes"] > MAX_PART_HEADER_BYTES:
+            raise upload_problem("Multipart headers too long", f"A part's headers are over {MAX_PART_HEADER_BYTES} "
+                                 "bytes.", 400)
+
     def on_header_field(data, start, end):
+        header_bytes(end - start)
         state["field"] += data[start:end]
 
     def on_header_value(data, start, end):
+        header_bytes(end - start)
         state["value"] += data[start:end]
 
     def on_header_end():
@@ -66,6 +93,11 @@ async def receive_upload(request: Request, dest: Path, max_bytes: int) -> Receiv
         state["field"], state["value"] = b"", b""
 
     def on_headers_finished():
+        state["header_bytes"] = 0
+        state["parts"] = state.get("parts", 0) + 1
+        if state["parts"] > MAX_PARTS:
+            raise upload_problem("Too many form parts", f"Send one 'file' part and at most a 'name'; this body has "
+                                 f"more than {MAX_PARTS} parts.", 400)
         _, disp = parse_options_header(state["headers"].get("content-disposition", b""))
         name = disp.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
@@ -149,14 +181,69 @@ def _check_name(name: str, settings: Settings) -> PurePosixPath:
     return path
 
 
-def _read_capped(f, declared: int, name: str, budget: int) -> bytes:
-    # Never trust a header's size: read at most what it declared (and the budget left) + 1.
-    cap = min(declared, budget)
-    data = f.read(cap + 1)
-    if len(data) > cap:
-        raise upload_problem("Archive too large uncompressed", f"Entry {name!r} expands past its declared size or "
-                             "past this server's limit on uncompressed data.")
+def entry_cap(settings: Settings, pixels: int | None = None) -> int:
+    """The most bytes an image file of ``pixels`` pixels (default: the pixel limit) may take."""
+    return min(pixels if pixels is not None else settings.max_image_pixels,
+               settings.max_image_pixels) * BYTES_PER_PIXEL + ENTRY_SLACK
+
+
+def _header_size(head: bytes, name: str, settings: Settings) -> tuple[int, int] | None:
+    """(width, height) from an image's first bytes, or None if they do not show a whole header."""
+    from PIL import Image
+
+    from kgan_core.data.files import FORMATS
+
+    Image.init()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(head), formats=[f for f in FORMATS if f in Image.OPEN]) as image:
+                return image.size
+    except Image.DecompressionBombError as exc:
+        # PIL refuses over 2x its own limit before telling the size: over ours too, unless ours is higher.
+        if settings.max_image_pixels < 2 * (Image.MAX_IMAGE_PIXELS or 0):
+            raise upload_problem("Unreadable or oversized image", f"{name} is over this server's limit of "
+                                 f"max_image_pixels={settings.max_image_pixels} ({exc})") from None
+        return None
+    except Exception:  # PIL signals unknown or cut-off headers with many exception types
+        return None
+
+
+def _is_nested_archive(name: str, head: bytes = b"") -> bool:
+    return name.lower().endswith(NESTED_ARCHIVE_SUFFIXES) or head.startswith(NESTED_ARCHIVE_MAGIC)
+
+
+def _read_entry(f, declared: int, name: str, settings: Settings) -> bytes:
+    """An entry's bytes, read in two steps so that no claim of the archive makes us read much:
+    its head (is it an image, how many pixels), then at most what such an image can take.
+    The caller has checked ``0 < declared <= min(budget, entry_cap(settings))``."""
+    head = f.read(min(HEAD_BYTES, declared + 1))
+    if _is_nested_archive(name, head):
+        raise nested_archive(name)
+    size = _header_size(head, name, settings)
+    pixels = size[0] * size[1] if size else None
+    if pixels is not None and pixels > settings.max_image_pixels:
+        raise upload_problem("Unreadable or oversized image", f"{name} is {size[0]}x{size[1]} = {pixels} pixels, "
+                             f"over this server's limit of max_image_pixels={settings.max_image_pixels} "
+                             "(a decompression bomb?).")
+    if size is None and len(head) < declared and not head.startswith((b"\xff\xd8", b"II*\x00", b"MM\x00*")):
+        # Only JPEG (EXIF, ICC) and TIFF (IFD anywhere) may put their header past the first bytes.
+        raise upload_problem("Unreadable or oversized image", f"{name} is not a readable image (its first bytes are "
+                             "no header of a supported image format); remove or replace it.")
+    if declared > entry_cap(settings, pixels):
+        raise upload_problem("Image file too large", f"Entry {name!r} is {declared} bytes, more than an image of "
+                             f"{pixels} pixels can take ({entry_cap(settings, pixels)} bytes).")
+    data = head if len(head) > declared else head + f.read(declared - len(head) + 1)
+    # Never trust a header's size: what was read may not pass what it declared.
+    if len(data) != declared:
+        raise upload_problem("Corrupt archive", f"Entry {name!r} holds {'more' if len(data) > declared else 'fewer'} "
+                             f"bytes than its header declares ({declared}).")
     return data
+
+
+def nested_archive(name: str) -> Problem:
+    return upload_problem("Archive inside the archive", f"Entry {name!r} is itself an archive or a compressed file; "
+                          "nested archives are not unpacked. Put the images themselves into one archive.")
 
 
 def _zip_entries(path: Path, settings: Settings) -> Iterator[tuple[str, int, object]]:
@@ -201,24 +288,35 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
     from kgan_core.data.files import IMAGE_SUFFIXES, decode_image
 
     suffix = archive_suffix(filename)
+    if path.stat().st_size == 0:
+        raise upload_problem("Empty upload", f"{filename!r} is 0 bytes; send the archive's contents.")
     entries = _zip_entries(path, settings) if suffix == ".zip" else _tar_entries(path, settings)
     total, n, skipped, sizes, modes, preview = 0, 0, 0, set(), set(), []
     try:
         for name, declared, opener in entries:
             rel = _check_name(name, settings)
-            if rel.suffix.lower() not in IMAGE_SUFFIXES or any(p.startswith(".") for p in rel.parts):
-                skipped += 1  # READMEs, __MACOSX/ and .DS_Store: not images, not an error
+            if any(p.startswith(".") for p in rel.parts):
+                skipped += 1  # __MACOSX/._x.png and .DS_Store: not images, not an error
+                continue
+            if _is_nested_archive(name):
+                raise nested_archive(name)
+            if rel.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped += 1  # READMEs and the like
                 continue
             budget = settings.max_uncompressed_bytes - total
             if declared > budget:
                 raise upload_problem("Archive too large uncompressed",
                                      f"The archive expands past this server's limit of "
                                      f"{settings.max_uncompressed_bytes} uncompressed bytes (at entry {name!r}).")
-            with opener() as f:
-                data = _read_capped(f, declared, name, budget)
-            total += len(data)
-            if not data:
+            if declared == 0:
                 raise upload_problem("Empty image file", f"Entry {name!r} is 0 bytes.")
+            if declared > entry_cap(settings):
+                raise upload_problem("Image file too large", f"Entry {name!r} is {declared} bytes uncompressed, more "
+                                     f"than any image within this server's pixel limit can take "
+                                     f"({entry_cap(settings)} bytes); a zip bomb?")
+            with opener() as f:
+                data = _read_entry(f, declared, name, settings)
+            total += len(data)
             try:
                 image = decode_image(data, name, settings.max_image_pixels, None)
             except DatasetError as exc:
@@ -228,8 +326,11 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
             modes.add(image.mode)
             if len(preview) < PREVIEW_IMAGES:
                 preview.append(image)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as exc:
         raise upload_problem("Corrupt archive", f"{filename!r} could not be read as {suffix}: {exc}.") from exc
+    except (RuntimeError, NotImplementedError) as exc:  # zipfile: encrypted entries, unsupported compression
+        raise upload_problem("Unsupported archive", f"{filename!r} uses a feature this server cannot read ({exc}); "
+                             "use an unencrypted .zip (stored or deflated) or a .tar(.gz).") from exc
     if n == 0:
         raise upload_problem("No images in the archive", f"{filename!r} holds no images ("
                              f"{', '.join(sorted(IMAGE_SUFFIXES))}); {skipped} other files were ignored.")

@@ -3,9 +3,14 @@ a 4xx problem naming the problem, and leaves no row and no file behind."""
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import random
+import struct
 import tarfile
 import zipfile
+import zlib
 
 import pytest
 from PIL import Image
@@ -30,7 +35,7 @@ def zip_of(entries: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def tar_of(entries: dict[str, bytes], link: str | None = None) -> bytes:
+def tar_of(entries: dict[str, bytes], link: str | None = None, link_type: bytes = tarfile.SYMTYPE) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as t:
         for name, data in entries.items():
@@ -39,9 +44,85 @@ def tar_of(entries: dict[str, bytes], link: str | None = None) -> bytes:
             t.addfile(info, io.BytesIO(data))
         if link:
             info = tarfile.TarInfo(link)
-            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            info.type, info.linkname = link_type, "/etc/passwd"
             t.addfile(info)
     return buf.getvalue()
+
+
+def zip_with_symlink() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.png", png())
+        info = zipfile.ZipInfo("link.png")
+        info.external_attr = (0o120777 << 16)  # S_IFLNK: what `zip --symlinks` writes
+        z.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+class Zeros(io.RawIOBase):
+    """n zero bytes, read in chunks: builds a bomb without holding it in memory."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        k = min(len(b), self.left)
+        b[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+@functools.cache
+def zip_bomb(name: str = "a.png", gib: float = 0.5, head: bytes = b"") -> bytes:
+    """One deflated entry of ``gib`` GiB (``head`` then zeros): a 2,000:1 zip bomb."""
+    buf = io.BytesIO()
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buf, "w") as z, z.open(info, "w", force_zip64=True) as out:
+        out.write(head)
+        chunk, left = bytes(1 << 20), int(gib * 2**30) - len(head)
+        while left > 0:
+            out.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+    return buf.getvalue()
+
+
+@functools.cache
+def tar_bomb(gib: float = 0.5) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as t:
+        info = tarfile.TarInfo("a.png")
+        info.size = int(gib * 2**30)
+        t.addfile(info, io.BufferedReader(Zeros(info.size), 1 << 20))
+    return buf.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def header_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG whose header claims width×height grey pixels, with a first row of data: refused on
+    its header alone, before any pixel is decoded."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(bytes(width + 1)))
+            + png_chunk(b"IEND", b""))
+
+
+def jpeg(side: int = 32) -> bytes:
+    buf = io.BytesIO()
+    Image.radial_gradient("L").resize((side, side)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def nested(depth: int) -> bytes:
+    data = zip_of(digits(2))
+    for i in range(depth):
+        data = zip_of({f"level{i}.zip": data})
+    return data
 
 
 def digits(n: int = 12, side: int = 8) -> dict[str, bytes]:
@@ -94,6 +175,7 @@ def test_builtin_dataset_rows_and_previews(client, alice):
     assert_problem(client.post("/v1/datasets", json={"builtin": "ring8", "x": 1}, headers=alice.headers), 422)
 
 
+@functools.cache
 def bomb_png() -> bytes:
     # 20000×20000 pixels of one colour compress to a few kilobytes.
     buf = io.BytesIO()
@@ -118,6 +200,25 @@ BAD_UPLOADS = [
     ("not an archive", lambda: b"just bytes", "images.rar", ".zip"),
     ("corrupt zip", lambda: b"PK\x03\x04 broken", "images.zip", "could not be read"),
     ("deep nesting", lambda: zip_of({"/".join(["d"] * 40) + "/a.png": png()}), "images.zip", "deep"),
+    ("tar path escape", lambda: tar_of({"digits/../../../evil.png": png()}), "images.tar.gz", "outside"),
+    ("tar absolute path", lambda: tar_of({"/tmp/evil.png": png()}), "images.tgz", "absolute"),
+    ("windows path", lambda: zip_of({"C:\\evil.png": png()}), "images.zip", "windows"),
+    ("hard link in tar", lambda: tar_of(digits(2), link="digits/h.png", link_type=tarfile.LNKTYPE), "i.tgz", "link"),
+    ("symlink in zip", zip_with_symlink, "images.zip", "symbolic link"),
+    ("nested archive", lambda: nested(1), "images.zip", "is itself an archive"),
+    ("deeply nested archive", lambda: nested(8), "images.zip", "nested archives are not unpacked"),
+    ("gzip inside", lambda: zip_of({**digits(2), "more.png.gz": zlib.compress(png())}), "images.zip", "archive"),
+    ("zip posing as an image", lambda: zip_of({"a.png": zip_of(digits(2))}), "images.zip", "archive"),
+    ("zip bomb", zip_bomb, "images.zip", "zip bomb"),
+    ("tar bomb", tar_bomb, "images.tar.gz", "zip bomb"),
+    ("bomb under the size cap", lambda: zip_bomb(gib=0.1), "images.zip", "not a readable image"),
+    ("bomb behind a PNG header", lambda: zip_bomb(gib=0.1, head=png(64)), "images.zip",
+     "more than an image"),
+    ("decompression bomb header", lambda: zip_of({"a.png": header_bomb()}), "images.zip", "10000000000 pixels"),
+    ("truncated JPEG", lambda: zip_of({"a.jpg": jpeg()[:300]}), "images.zip", "a.jpg"),
+    ("text as JPEG", lambda: zip_of({"photo.jpg": b"<html>not a photo</html>" * 100}), "images.zip", "photo.jpg"),
+    ("empty upload", lambda: b"", "images.zip", "0 bytes"),
+    ("empty tar entry", lambda: tar_of({"a.png": b""}), "images.tgz", "0 bytes"),
 ]
 
 
@@ -132,6 +233,66 @@ def test_bad_uploads_are_refused_and_leave_nothing(client, alice, settings, case
     problem = assert_problem(r, 422)
     assert words.lower() in problem["detail"].lower(), problem
     assert leftovers(settings) == before
+
+
+def files_under(root) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+
+def test_nothing_is_written_outside_the_datasets_folder(client, alice, settings):
+    """Uploads are never extracted: hostile names create nothing anywhere, and a good upload
+    adds exactly its archive and preview, in its own folder."""
+    root = settings.data_dir.parent  # the test's whole temporary tree, not just the service's data
+    before = files_under(root)
+    for make, filename in ((lambda: zip_of({"../../evil.png": png(), "/tmp/evil-abs.png": png()}), "images.zip"),
+                           (lambda: tar_of({"../evil.png": png()}, link="evil-link.png"), "images.tgz")):
+        assert_problem(upload(client, alice, make(), filename=filename), 422)
+    assert files_under(root) == before
+    assert not [p for p in ("/tmp/evil-abs.png", "/evil.png", "/tmp/evil.png") if os.path.exists(p)]
+    r = upload(client, alice, zip_of({"deep/er/a.png": png(), "b.png": png()}))
+    assert r.status_code == 201, r.text
+    added = files_under(root) - before
+    folder = os.path.relpath(settings.artifacts / "datasets" / r.json()["id"], root)
+    assert added - {os.path.relpath(settings.data_dir / "kgan.db-journal", root)} == {
+        f"{folder}/images.zip", f"{folder}/preview.png"}, added
+
+
+def corrupted(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    how = rng.choice(["flip", "cut", "splice"])
+    if how == "flip":
+        for _ in range(rng.randint(1, 8)):
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    elif how == "cut":
+        del out[rng.randrange(1, len(out)):]
+    else:
+        at = rng.randrange(len(out))
+        out[at:at] = rng.randbytes(rng.randint(1, 64))
+    return bytes(out)
+
+
+def test_corrupted_archives_are_4xx_never_5xx(client, alice):
+    """Archives damaged at random (deterministic seed): a 201 if the damage missed everything
+    that matters, otherwise a 4xx problem; never a server error."""
+    rng = random.Random(6)
+    good = {"images.zip": zip_of({**digits(4), "c.jpg": jpeg()}), "images.tgz": tar_of(digits(4)),
+            "images.tar": b""}
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as t:
+        for name, data in digits(3).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    good["images.tar"] = plain.getvalue()
+    statuses = []
+    for filename, data in good.items():
+        for _ in range(25):
+            r = upload(client, alice, corrupted(data, rng), filename=filename)
+            statuses.append(r.status_code)
+            if r.status_code != 201:
+                assert_problem(r, r.status_code)
+                assert 400 <= r.status_code < 500, r.text
+    assert statuses.count(201) < len(statuses) / 2, statuses  # the damage did damage
 
 
 def test_limits_on_size_entries_and_uncompressed_bytes(tmp_path, request, backend):
