@@ -17,7 +17,7 @@ from api.db import Database
 from api.jobs import reconcile_once
 from api.metrics import JobCollector, RequestMetrics
 from api.migrate import alembic_config
-from api.routes import artifacts, datasets, health, jobs, models
+from api.routes import artifacts, datasets, gallery, health, jobs, models
 from api.settings import Settings, get_settings
 from api.storage import ArtifactStore
 from worker.celery_app import RUN_JOB, make_celery
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.register(JobCollector(db))
     app.add_middleware(RequestMetrics, registry=registry)
     errors.install(app)
-    for module in (health, datasets, jobs, models, artifacts):
+    for module in (health, datasets, jobs, models, artifacts, gallery):
         app.include_router(module.router)
+    errors.install_openapi(app)
     return app

@@ -20,11 +20,14 @@ from api.auth import hash_token
 from api.db import Database
 from api.keys import new_key
 from api.models import ApiKey
+from api.routes.gallery import GALLERY_PATHS
 from tests.service.conftest import assert_problem
 
 PARAM = re.compile(r"{(\w+)}")
-# Outside /v1 and readable without a key: they reveal no one's data.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Outside /v1 and readable without a key: they reveal no one's data (the gallery's files
+# fetch everything they show from /v1 with the key a person types in).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+          *GALLERY_PATHS}
 BAD_CREDENTIALS = [
     {},  # no Authorization header
     {"Authorization": "Bearer kgan_not-a-real-key-but-well-formed-000000000000"},

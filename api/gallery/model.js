@@ -1,0 +1,291 @@
+// One model: the ensemble's cross-member matrix and training curves, then one column per
+// member with its tile share, the pictures the API renders on request, and the artifacts of
+// visualisation jobs (activation maximisation with and without the prior, principal
+// directions, ...) with their numbers. Each column can start a visualisation job of its own.
+
+import { allPages, getJSON, imageURL, postJSON, query } from "./api.js";
+import { memberColour } from "./charts.js";
+import { badge, errorBox, h, num, percent, progressBar, short, when } from "./dom.js";
+
+const ACTIVE = new Set(["queued", "running"]);
+// Pictures rendered on request by /v1/models/{id}/members/{k}/…png, in column order.
+const IMAGE_PICTURES = [
+  ["samples", "Samples", { n: 64 }],
+  ["medoid", "Medoid", { n: 256 }],
+  ["real-tile", "Real images of its tile", { n: 32 }],
+  ["frozen-latent", "Frozen latent", {}],
+  ["traversal", "Latent traversal", {}],
+];
+const POINT_PICTURES = [["samples", "Samples", { n: 500 }]];
+// What a member's column can start, with the options it suggests (editable before starting).
+const MEMBER_VISUALISATIONS = {
+  images: {
+    "activation-max": { steps: 200 },
+    "principal-directions": { components: 5 },
+    "cross-member": { n: 64 },
+    "training-curves": {},
+    medoid: { n: 256 },
+    "real-tile": { n: 32 },
+  },
+  points: { "cross-member": { n: 64 }, "training-curves": {}, samples: { n: 500 } },
+};
+const ENSEMBLE = [["cross-member", "Cross-member matrix", { n: 64 }], ["training-curves", "Training curves", {}]];
+const ENSEMBLE_VISUALISATIONS = Object.fromEntries(ENSEMBLE.map(([what, , options]) => [what, options]));
+
+function picture(label, path, note) {
+  const img = h("img", { alt: label, class: "loading" });
+  const caption = h("figcaption", {}, h("span", { class: "label" }, label), note ? h("small", {}, note) : "");
+  const figure = h("figure", { class: "pic" }, caption, img);
+  imageURL(path).then((url) => {
+    img.src = url;
+    img.classList.remove("loading");
+  }).catch((error) => img.replaceWith(errorBox(error)));
+  return figure;
+}
+
+// --- numbers beside each visualisation ---------------------------------------------------
+
+function table(headers, rows) {
+  return h("table", { class: "numbers" }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))),
+           h("tbody", {}, rows.map((row) => h("tr", {}, row.map((cell, i) => h(i ? "td" : "th", {}, cell))))));
+}
+
+function activationNumbers(numbers, member) {
+  const entry = (numbers.members || {})[String(member)];
+  if (!entry) return numbersDetails(numbers);
+  const label = { pixel: "pixels (no prior)", regularised: "regularised (no prior)", prior: "learned prior" };
+  const objective = numbers.objective || {};
+  return h("div", {},
+    h("p", { class: "muted" }, `${objective.name || objective.layer || "objective"} · ${numbers.steps} steps · real `
+      + `images of the tile reach mean ${num(entry.real_mean)}, max ${num(entry.real_max)}`),
+    table(["method", "start", "reached", "÷ real max", "realism"], (numbers.methods || []).map((m) => {
+      const r = entry[m] || {};
+      return [label[m] || m, num(r.start), num(r.reached), num(r.reached_over_real_max),
+              r.feature_nn_ratio === undefined ? "–" : num(r.feature_nn_ratio)];
+    })),
+    h("p", { class: "muted small" }, "realism: feature distance to the nearest real image over real-to-real "
+      + "(1 is as close as real images are to each other; only with a prior)."));
+}
+
+function directionsNumbers(numbers) {
+  return h("div", {},
+    table(["", "change per sd"], [
+      ["principal directions (mean)", num(numbers.mean_change_principal, 4)],
+      ["random directions (mean)", num(numbers.mean_change_random, 4)],
+      ["principal ÷ random", num(numbers.principal_over_random)],
+    ]),
+    table(["PC", "explained variance", "change per sd"], (numbers.principal || [])
+      .map((pc) => [`PC${pc.component + 1}`, percent(pc.explained_variance), num(pc.change_per_unit, 4)])));
+}
+
+function crossMemberNumbers(numbers) {
+  const matrix = numbers.relative_to_own_real_tile || [];
+  const own = numbers.own_critic_ranks_own_generator_highest || [];
+  return h("div", {},
+    h("p", {}, `Critic D_j scores its own generator G_j highest for ${own.filter(Boolean).length} of ${own.length} `
+      + `members (${percent(numbers.share_own_highest, 0)}).`),
+    table(["D \\ G", ...matrix.map((_, j) => `G${j}`)],
+          matrix.map((row, i) => [`D${i}`, ...row.map((v) => num(v, 2))])));
+}
+
+function curvesNumbers(numbers) {
+  const members = Object.entries(numbers.members || {});
+  if (!members.length) return numbersDetails(numbers);
+  const keys = Object.keys(members[0][1]);
+  return h("div", {}, h("p", { class: "muted" }, `Last of ${num(numbers.logged_steps)} logged steps (step `
+    + `${num(numbers.last_step)}):`), table(["member", ...keys], members.map(([k, v]) => [k, ...keys.map((key) => num(v[key]))])));
+}
+
+function numbersDetails(numbers) {
+  return h("details", { class: "raw" }, h("summary", {}, "numbers"), h("pre", {}, JSON.stringify(numbers, null, 1)));
+}
+
+function numbersFor(artifact) {
+  const numbers = (artifact.meta || {}).numbers || {};
+  switch (artifact.kind) {
+    case "activation-max": return activationNumbers(numbers, artifact.member);
+    case "principal-directions": return directionsNumbers(numbers);
+    case "cross-member": return crossMemberNumbers(numbers);
+    case "training-curves": return curvesNumbers(numbers);
+    default: return numbersDetails(numbers);
+  }
+}
+
+function artifactFigure(artifact) {
+  const meta = artifact.meta || {};
+  const options = meta.options && Object.keys(meta.options).length ? JSON.stringify(meta.options) : "";
+  const figure = picture(artifact.kind, artifact.links.self, `seed ${meta.seed ?? 0} ${options} · ${when(artifact.created_at)}`);
+  figure.classList.add("artifact");
+  figure.dataset.artifactId = artifact.id;
+  figure.dataset.kind = artifact.kind;
+  figure.append(numbersFor(artifact));
+  return figure;
+}
+
+// --- starting visualisation jobs ---------------------------------------------------------
+
+function visualiseForm(model, member, choices, priors, onStarted) {
+  const what = h("select", { name: "what" }, Object.keys(choices).map((w) => h("option", { value: w }, w)));
+  const options = h("input", { name: "options", value: JSON.stringify(choices[what.value]), spellcheck: "false" });
+  what.addEventListener("change", () => { options.value = JSON.stringify(choices[what.value]); sync(); });
+  const prior = h("select", { name: "prior" }, h("option", { value: "" }, "without the prior"),
+    priors.map((p) => h("option", { value: p.id }, `with prior ${short(p.id)}`
+      + (p.meta?.metrics?.heldout_psnr ? ` (PSNR ${num(p.meta.metrics.heldout_psnr, 1)})` : ""))));
+  const priorLabel = h("label", {}, "Prior ", prior);
+  const sync = () => { priorLabel.hidden = what.value !== "activation-max" || !priors.length; };
+  sync();
+  const status = h("div", { class: "form-status" });
+  const form = h("form", { class: "visualise-form" },
+    h("label", {}, "Visualise ", what), h("label", {}, "Options ", options), priorLabel,
+    h("button", { type: "submit" }, "Start"), status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const params = { model_id: model.id, what: what.value, options: JSON.parse(options.value || "{}") };
+      if (member !== null) params.member = member;
+      if (what.value === "activation-max" && prior.value) {
+        params.prior_id = prior.value;
+        params.options.methods ??= ["pixel", "regularised", "prior"];
+      }
+      const job = await postJSON("/v1/jobs", { kind: "visualise", params });
+      status.replaceChildren();
+      onStarted(job);
+    } catch (error) {
+      status.replaceChildren(errorBox(error instanceof SyntaxError ?
+        { title: "Options are not JSON", detail: error.message } : error));
+    }
+  });
+  return form;
+}
+
+function jobLine(job) {
+  const p = job.progress || {};
+  return h("li", { class: "job-line", dataset: { jobId: job.id, status: job.status } },
+    h("a", { href: `#/jobs/${job.id}` }, `${job.params.what} ${short(job.id)}`), " ", badge(job.status),
+    ACTIVE.has(job.status) ? progressBar(p.fraction) : "",
+    job.error ? h("small", { class: "error-text" }, ` ${job.error.title}: ${job.error.detail || ""}`) : "");
+}
+
+// --- the page ----------------------------------------------------------------------------
+
+export async function modelView(view, ctx, modelId) {
+  const [model, artifacts, allPriors] = await Promise.all([
+    getJSON(`/v1/models/${modelId}`),
+    allPages(`/v1/artifacts${query({ model_id: modelId, limit: 100 })}`),
+    allPages(`/v1/artifacts${query({ kind: "prior", limit: 100 })}`),
+  ]);
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+  const priors = allPriors.filter((p) => !p.meta?.item_shape || same(p.meta.item_shape, model.item_shape));
+  const launched = new Map(); // job id -> job, for the visualisation jobs started from this page
+  const pictures = model.dataset_kind === "images" ? IMAGE_PICTURES : POINT_PICTURES;
+
+  // Newest first; a slot per (member, kind) holds that kind's artifacts.
+  const byMember = (member) => artifacts.filter((a) => a.member === member && !["checkpoint", "run-summary"]
+    .includes(a.kind)).sort((a, b) => b.created_at.localeCompare(a.created_at));
+
+  const jobLists = new Map(); // member (or "ensemble") -> <ul>
+  const artifactSlots = new Map(); // member (or "ensemble") -> element
+
+  function renderArtifacts(member) {
+    const slot = artifactSlots.get(member ?? "ensemble");
+    const mine = byMember(member);
+    if (member === null) {
+      slot.replaceChildren(...ENSEMBLE.map(([kind, title]) => {
+        const latest = mine.find((a) => a.kind === kind);
+        return h("div", { class: "ensemble-item" }, h("h3", {}, title),
+                 latest ? artifactFigure(latest) : h("p", { class: "muted" }, `No ${title.toLowerCase()} yet: start one below.`));
+      }));
+    } else {
+      slot.replaceChildren(...(mine.length ? mine.map(artifactFigure)
+        : [h("p", { class: "muted" }, "No visualisation jobs for this member yet.")]));
+    }
+  }
+
+  function started(member) {
+    return (job) => {
+      launched.set(job.id, job);
+      jobLists.get(member ?? "ensemble").prepend(jobLine(job));
+      poller.wake();
+    };
+  }
+
+  const summary = h("dl", { class: "facts" },
+    h("dt", {}, "Data"), h("dd", {}, `${model.dataset_kind} ${model.item_shape.join("×")}`),
+    h("dt", {}, "Members"), h("dd", {}, num(model.k)),
+    h("dt", {}, "Step"), h("dd", {}, num(model.step)),
+    h("dt", {}, "Architecture"), h("dd", {}, model.config.arch ?? "–"),
+    h("dt", {}, "Assignment"), h("dd", {}, model.config.assignment ?? "–"),
+    h("dt", {}, "Trained by"), h("dd", {}, h("a", { href: `#/jobs/${model.job_id}` }, short(model.job_id))),
+    h("dt", {}, "Created"), h("dd", {}, when(model.created_at)),
+    Object.entries(model.metrics || {}).filter(([, v]) => typeof v !== "object")
+      .map(([name, v]) => [h("dt", {}, name.replaceAll("_", " ")), h("dd", {}, num(v))]));
+
+  const ensembleSlot = h("div", { class: "ensemble-items" });
+  artifactSlots.set("ensemble", ensembleSlot);
+  const ensembleJobs = h("ul", { class: "jobs-started" });
+  jobLists.set("ensemble", ensembleJobs);
+  const ensembleForm = visualiseForm(model, null, ENSEMBLE_VISUALISATIONS, [], started(null));
+  const memberChoices = MEMBER_VISUALISATIONS[model.dataset_kind] || MEMBER_VISUALISATIONS.points;
+
+  const columns = model.members.map((member) => {
+    const artifactsSlot = h("div", { class: "member-artifacts" });
+    artifactSlots.set(member.k, artifactsSlot);
+    const jobs = h("ul", { class: "jobs-started" });
+    jobLists.set(member.k, jobs);
+    const share = h("div", { class: "share" },
+      h("span", { class: "share-value" }, percent(member.tile_share)),
+      h("span", { class: "muted" }, ` of the data · ${num(member.tile_size)} items`),
+      progressBar(member.tile_share, "tile share"));
+    const header = h("header", {}, h("h2", {}, h("span", { class: "chip" }), `Member ${member.k}`), share);
+    header.querySelector(".chip").style.background = memberColour(member.k);
+    return h("section", { class: "member", dataset: { member: member.k }, "aria-label": `member ${member.k}` },
+      header,
+      pictures.filter(([name]) => member.links[name]).map(([name, label, params]) =>
+        picture(label, member.links[name] + query(params), params.n ? `n=${params.n}` : "")),
+      h("h3", {}, "Visualisation jobs"), artifactsSlot,
+      visualiseForm(model, member.k, memberChoices, priors, started(member.k)), jobs);
+  });
+  const grid = h("div", { class: "members" }, columns);
+  grid.style.setProperty("--k", model.k);
+
+  view.replaceChildren(
+    h("p", {}, h("a", { href: "#/models" }, "← All models")),
+    h("h1", {}, "Model ", h("code", {}, short(model.id))), summary,
+    h("section", { class: "ensemble panel" }, h("h2", {}, "The ensemble"), ensembleSlot, ensembleForm, ensembleJobs),
+    h("h2", {}, `The ${model.k} members, side by side`), grid);
+  renderArtifacts(null);
+  for (const member of model.members) renderArtifacts(member.k);
+
+  const poller = ctx.every(1000, async () => {
+    const active = [...launched.values()].filter((j) => ACTIVE.has(j.status));
+    if (!active.length) return false;
+    for (const old of active) {
+      const job = await getJSON(`/v1/jobs/${old.id}`);
+      launched.set(job.id, job);
+      const member = job.params.member ?? null;
+      const line = jobLists.get(member ?? "ensemble").querySelector(`[data-job-id="${job.id}"]`);
+      line?.replaceWith(jobLine(job));
+      if (job.status === "succeeded") {
+        const made = await allPages(`/v1/artifacts${query({ job_id: job.id, limit: 100 })}`);
+        artifacts.push(...made);
+        renderArtifacts(member);
+      }
+    }
+    return true;
+  });
+}
+
+export async function modelsView(view) {
+  const models = (await getJSON("/v1/models?limit=100")).items;
+  if (!models.length) {
+    view.replaceChildren(h("h1", {}, "Models"), h("p", { class: "muted" }, "No models yet: a succeeded training job makes one."));
+    return;
+  }
+  const rows = models.map((m) => h("tr", {},
+    h("td", {}, h("a", { href: `#/models/${m.id}` }, short(m.id))),
+    h("td", {}, `${m.dataset_kind} ${m.item_shape.join("×")}`), h("td", {}, num(m.k)), h("td", {}, num(m.step)),
+    h("td", {}, m.tile_shares.map((s) => percent(s, 0)).join(" · ")), h("td", {}, when(m.created_at))));
+  view.replaceChildren(h("h1", {}, "Models"), h("table", { class: "jobs" },
+    h("thead", {}, h("tr", {}, ["Model", "Data", "k", "Step", "Tile shares", "Created"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows)));
+}

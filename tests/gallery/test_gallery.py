@@ -1,0 +1,122 @@
+"""The gallery in a real headless chromium: sign in with a key, watch jobs, open a finished
+model's member columns with every picture loaded, and start a visualisation job from a
+member's column and see it finish."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from kgan_client import Client
+from tests._service import IMAGES_TINY, RING8_TINY, digits_zip
+
+pytestmark = pytest.mark.slow
+
+MEMBER_PICTURES = ["Samples", "Medoid", "Real images of its tile", "Frozen latent", "Latent traversal"]
+
+
+@pytest.fixture(scope="module")
+def image_model(service) -> str:
+    with Client(service.url, service.key) as kgan:
+        dataset = kgan.upload_dataset(digits_zip(), filename="digits.zip")
+        return kgan.train(dataset, **IMAGES_TINY).wait(poll_s=0.5).model().id
+
+
+def sign_in(page, service, key: str | None = None) -> None:
+    page.goto(f"{service.url}/gallery/")
+    page.fill("#api-key", key or service.key)
+    page.click("form.login button[type=submit]")
+
+
+def all_images_loaded(page, selector: str) -> None:
+    """Every <img> under selector has been fetched with the key and decoded (naturalWidth > 0)."""
+    page.wait_for_function(
+        """selector => {
+            const images = [...document.querySelectorAll(selector)];
+            return images.length > 0 && images.every(img => img.complete && img.naturalWidth > 0);
+        }""", arg=selector, timeout=60_000)
+
+
+def test_a_wrong_key_is_refused_and_the_right_one_is_kept_for_the_tab(page, service):
+    sign_in(page, service, key="kgan_not-a-key")
+    assert "Missing or invalid API key" in page.locator(".login .error").inner_text()
+    assert page.evaluate("sessionStorage.getItem('kgan.apiKey')") is None
+    page.fill("#api-key", service.key)
+    page.click("form.login button[type=submit]")
+    page.wait_for_selector("h1:text('Jobs')")
+    assert page.evaluate("sessionStorage.getItem('kgan.apiKey')") == service.key
+    page.reload()  # the key survives a reload of the tab, without asking again
+    page.wait_for_selector("h1:text('Jobs')")
+    assert page.locator("form.login").count() == 0
+    page.click("#sign-out")
+    page.wait_for_selector("form.login")
+    assert page.evaluate("sessionStorage.getItem('kgan.apiKey')") is None
+    assert not page.script_errors
+
+
+def test_model_page_shows_k_member_columns_and_starts_a_visualisation(page, service, image_model):
+    sign_in(page, service)
+    page.wait_for_selector("h1:text('Jobs')")
+    # The train job that made the model is listed as succeeded, with a link to the model.
+    row = page.locator(f"tr:has(a[href='#/models/{image_model}'])")
+    assert row.get_attribute("data-status") == "succeeded" and "6 / 6" in row.inner_text()
+    row.locator(f"a[href='#/models/{image_model}']").click()
+
+    columns = page.locator("section.member")
+    columns.first.wait_for()
+    assert columns.count() == IMAGES_TINY["k"]
+    for k in range(IMAGES_TINY["k"]):
+        column = page.locator(f"section.member[data-member='{k}']")
+        assert f"Member {k}" in column.locator("h2").inner_text()
+        assert re.search(r"\d+\.\d% of the data · \d+ items", column.locator(".share").inner_text())
+        assert column.locator("figure.pic figcaption .label").all_inner_texts() == MEMBER_PICTURES
+    all_images_loaded(page, "section.member figure.pic img")
+    widths = page.eval_on_selector_all("section.member img", "images => images.map(i => i.naturalWidth)")
+    assert len(widths) == IMAGES_TINY["k"] * len(MEMBER_PICTURES) and min(widths) > 0
+
+    # Start activation maximisation for member 1 from its column, and see it finish there.
+    column = page.locator("section.member[data-member='1']")
+    column.locator("select[name=what]").select_option("activation-max")
+    column.locator("input[name=options]").fill(json.dumps({"steps": 2, "methods": ["pixel", "regularised"]}))
+    column.locator("form.visualise-form button[type=submit]").click()
+    column.locator("li.job-line").wait_for()
+    column.locator("li.job-line[data-status='succeeded']").wait_for(timeout=120_000)
+    artifact = column.locator("figure.artifact[data-kind='activation-max']")
+    artifact.wait_for()
+    all_images_loaded(page, "section.member[data-member='1'] figure.artifact img")
+    numbers = artifact.locator("table.numbers").inner_text()
+    assert "pixels (no prior)" in numbers and "regularised (no prior)" in numbers
+    # The other member's column did not get it.
+    assert page.locator("section.member[data-member='0'] figure.artifact").count() == 0
+
+    # The ensemble's cross-member matrix, started from the page, with its numbers.
+    ensemble = page.locator("section.ensemble")
+    ensemble.locator("select[name=what]").select_option("cross-member")
+    ensemble.locator("form.visualise-form button[type=submit]").click()
+    ensemble.locator("li.job-line[data-status='succeeded']").wait_for(timeout=120_000)
+    ensemble.locator("figure.artifact[data-kind='cross-member'] table.numbers").wait_for()
+    all_images_loaded(page, "section.ensemble figure.artifact img")
+    assert "of 2 members" in ensemble.locator("figure.artifact[data-kind='cross-member']").inner_text()
+    assert not page.script_errors
+
+
+def test_jobs_page_shows_live_progress_and_cancels(page, service):
+    with Client(service.url, service.key) as kgan:
+        job = kgan.train("ring8", **{**RING8_TINY, "steps": 100_000, "log_every": 20, "checkpoint_every": 100_000})
+    sign_in(page, service)
+    row = page.locator(f"tr[data-job-id='{job.id}']")
+    # Live: the row turns to running, its step count moves and a loss curve is drawn from
+    # the reports the page has seen.
+    page.locator(f"tr[data-job-id='{job.id}'][data-status='running']").wait_for(timeout=120_000)
+    page.wait_for_function("""id => {
+        const row = document.querySelector(`tr[data-job-id="${id}"]`);
+        return row && row.querySelector(".loss-cell path.line") && /[1-9][\\d,]* \\/ 100,000/.test(row.innerText);
+    }""", arg=job.id, timeout=60_000)
+    assert re.search(r"\d+ (s|min)", row.locator("td").nth(4).inner_text())  # an ETA
+    row.locator(f"a[href='#/jobs/{job.id}']").click()
+    page.wait_for_selector("svg.chart[aria-label='critic loss'] path.line")
+    page.click("button:text('Cancel')")
+    page.wait_for_selector(".badge.cancelled", timeout=60_000)
+    assert not page.script_errors
