@@ -8,11 +8,13 @@ bad field), Starlette's HTTP errors (404 for unknown routes, 405, ...) and anyth
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -75,6 +77,32 @@ def validation_problem(errors: list[dict[str, Any]], instance: str | None = None
                             TYPE_BASE + "validation-error", instance=instance, errors=fields)
 
 
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant) -> Iterator[str]:
+    yield from (p.alias for p in dependant.query_params)
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is a 422, like an unknown body field: a typo
+    (``?limt=5``) must not be silently ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    names = _QUERY_NAMES.get(id(dependant))
+    if names is None:
+        names = _QUERY_NAMES[id(dependant)] = frozenset(_query_names(dependant))
+    unknown = sorted(set(request.query_params) - names)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(names))}" if names else "it takes none"
+        raise RequestValidationError([{"loc": ("query", name), "type": "extra_forbidden",
+                                       "msg": f"unknown query parameter ({takes})"} for name in unknown])
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -101,3 +129,95 @@ def install(app: FastAPI) -> None:
         return problem_response(500, "Internal server error",
                                 "The server failed to handle this request; the error is in its log. "
                                 "Retrying may help if it was a passing fault.", instance=request.url.path)
+
+
+# --- the problem documents in the OpenAPI schema -------------------------------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Problem", "description": "An RFC 9457 problem document.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:kgan:problem:<slug>, or about:blank"},
+        "title": {"type": "string", "description": "short and the same for every problem of this type"},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+        "detail": {"type": "string", "description": "what went wrong and what to do about it"},
+        "instance": {"type": "string", "description": "the path that answered"},
+    },
+    "additionalProperties": True,
+}
+VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
+    "allOf": [{"$ref": "#/components/schemas/Problem"}, {
+        "type": "object",
+        "properties": {"errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string", "description": "e.g. body.params.k or query.limit"},
+                           "message": {"type": "string"}, "expected": {"type": "string"}}}}}}],
+    "title": "ValidationProblem",
+    "description": "A 422 problem; when the request did not fit the schema, ``errors`` lists each bad field.",
+}
+STATUS_DESCRIPTIONS = {
+    400: "a body that cannot be parsed", 401: "no API key, or one that is not known or revoked",
+    404: "no such object for your API key (another owner's objects look absent too)",
+    409: "conflicts with the object's state", 410: "the object's file is gone from the artifact store",
+    413: "over this server's size limit", 415: "unsupported media type", 422: "invalid request: fix the fields listed",
+    429: "a limit was reached; retry later", 500: "server error", 503: "a dependency is down",
+}
+# Errors of routes whose modules do not declare them (so that every status a route can send is in the schema).
+ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
+    # a dataset_id / model_id / prior_id that is not yours; over the stored-bytes cap; too many unfinished jobs
+    ("post", "/v1/jobs"): (404, 409, 429),
+    ("post", "/v1/jobs/{job_id}/cancel"): (409,),  # the job has already finished
+}
+
+
+def _problem_content(schema: str) -> dict[str, Any]:
+    return {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every error an operation can send, as problem+json in its responses; the API key as a
+    Bearer security scheme (instead of a free-form Authorization header parameter)."""
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"], schemas["ValidationProblem"] = PROBLEM_SCHEMA, VALIDATION_PROBLEM_SCHEMA
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    components.setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http", "scheme": "bearer", "description": "an API key (kgan create-key)"}
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            responses = op.setdefault("responses", {})
+            params = [p for p in op.get("parameters", [])
+                      if not (p.get("in") == "header" and p.get("name", "").lower() == "authorization")]
+            if "parameters" in op:
+                op["parameters"] = params
+            codes = {int(c) for c in responses if c.isdigit() and int(c) >= 400}
+            codes.update(ROUTE_ERRORS.get((method, path), ()))
+            if path.startswith("/v1/"):
+                op["security"] = [{"apiKey": []}]
+                codes.add(401)
+                if "{" in path:
+                    codes.add(404)
+            if "requestBody" in op:
+                codes.add(400)  # a body that is not even JSON / multipart (bytes that are not UTF-8, ...)
+            if params or "requestBody" in op:
+                codes.add(422)
+            else:
+                codes.discard(422)
+                responses.pop("422", None)
+            for code in sorted(codes):
+                entry = responses.setdefault(str(code), {})
+                entry.setdefault("description", STATUS_DESCRIPTIONS.get(code, HTTPStatus(code).phrase))
+                entry["content"] = _problem_content("ValidationProblem" if code == 422 else "Problem")
+    return schema
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(get_openapi(
+                title=app.title, version=app.version, openapi_version=app.openapi_version,
+                description=app.description, routes=app.routes, tags=app.openapi_tags, servers=app.servers))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -9,11 +9,12 @@ import logging
 from contextlib import asynccontextmanager
 
 from alembic.script import ScriptDirectory
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from api import errors
 from api.db import Database
+from api.deps import CurrentOwner
 from api.jobs import reconcile_once
 from api.metrics import JobCollector, RequestMetrics
 from api.migrate import alembic_config
@@ -40,6 +41,10 @@ async def _reconciler(app: FastAPI) -> None:
         except Exception:  # a database or broker hiccup must not kill the loop
             log.exception("reconciler pass failed; trying again in %ss", settings.reconcile_interval_s)
         await asyncio.sleep(settings.reconcile_interval_s)
+
+
+def _known_query_for_owner(request: Request, _owner: CurrentOwner) -> None:
+    errors.reject_unknown_query(request)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,7 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.register(JobCollector(db))
     app.add_middleware(RequestMetrics, registry=registry)
     errors.install(app)
-    for module in (health, datasets, jobs, models, artifacts, gallery):
-        app.include_router(module.router)
+    # Unknown query parameters are refused like unknown body fields; under /v1 only after the
+    # key is checked, so that a request without one is a 401 whatever else is wrong with it.
+    for module in (health, gallery):
+        app.include_router(module.router, dependencies=[Depends(errors.reject_unknown_query)])
+    for module in (datasets, jobs, models, artifacts):
+        app.include_router(module.router, dependencies=[Depends(_known_query_for_owner)])
     errors.install_openapi(app)
     return app

@@ -59,7 +59,8 @@ def artifact_meta(artifact_id: str, owner: CurrentOwner, session: SessionDep) ->
 
 @router.get("/{artifact_id}", response_class=Response,
             responses={200: {"description": "the file, streamed from the artifact store"},
-                       304: {"description": "not modified (If-None-Match matched the ETag)"}})
+                       304: {"description": "not modified (If-None-Match matched the ETag)"},
+                       410: {"description": "the file is gone from the artifact store"}})
 def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep,
                  request: Request) -> Response:
     a = get_owned_artifact(session, owner, artifact_id)

@@ -60,7 +60,12 @@ UPLOAD_BODY = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, openapi_extra=UPLOAD_BODY,
+             responses={400: {"description": "a malformed multipart body"},
+                        413: {"description": "the archive is over this server's size limit"},
+                        415: {"description": "neither multipart/form-data nor JSON"},
+                        422: {"description": "a bad archive (the problem names the entry and what is wrong with it), "
+                              "or an unknown or unavailable built-in"}})
 async def create_dataset(request: Request, owner: CurrentOwner, session: SessionDep, store: StoreDep,
                          settings: SettingsDep, response: Response):
     """Upload an archive of images (multipart, part ``file``), or send JSON ``{"builtin": "mnist"}``."""
@@ -125,7 +130,8 @@ def get_dataset(dataset_id: str, owner: CurrentOwner, session: SessionDep) -> Da
 
 
 @router.get("/{dataset_id}/preview.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "the first images, or a scatter plot"}})
+            responses={200: {"content": {"image/png": {}}, "description": "the first images, or a scatter plot"},
+                       410: {"description": "the preview file is gone from the artifact store"}})
 def dataset_preview(dataset_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep) -> Response:
     dataset = get_owned_dataset(session, owner, dataset_id)
     path = store.dataset_dir(dataset.id) / "preview.png"

@@ -25,7 +25,9 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 MemberIndex = Annotated[int, Path(ge=0, le=127, description="member index k, 0 to k-1")]
 Seed = Annotated[int, Query(ge=0, le=2**31 - 1, description="same seed, same latent vectors for every member")]
 IMAGE_ONLY = ("medoid", "frozen-latent", "traversal", "real-tile")
-PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
+PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"},
+       304: {"description": "not modified (If-None-Match matched the ETag)"},
+       422: {"description": "bad parameters, or a picture this model cannot draw (e.g. medoid.png of points)"}}
 
 
 def get_owned_model(session: Session, owner: Owner, model_id: str) -> Model:

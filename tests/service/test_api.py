@@ -174,3 +174,25 @@ def test_builtin_dataset_listing(client, alice):
     listed = {d["name"]: d for d in client.get("/v1/datasets/builtin", headers=alice.headers).json()}
     assert listed["ring8"]["available"] and listed["ring8"]["kind"] == "points"
     assert listed["mnist"]["available"]  # the shared MNIST digits
+
+
+def test_unknown_query_parameters_are_refused(client, alice):
+    problem = assert_problem(client.get("/v1/jobs?limt=5", headers=alice.headers), 422)
+    assert problem["errors"][0]["field"] == "query.limt" and "limit" in problem["errors"][0]["message"]
+    assert_problem(client.get("/v1/jobs?limt=5"), 401)  # without a key, the key is what is wrong
+    assert_problem(client.get("/healthz?verbose=1"), 422)
+    assert client.get("/v1/jobs?limit=5", headers=alice.headers).status_code == 200
+
+
+def test_openapi_declares_problems_and_the_bearer_scheme(client):
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": "an API key (kgan create-key)"}
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            assert not any(p["name"].lower() == "authorization" for p in op.get("parameters", [])), (method, path)
+            for code, response in op["responses"].items():
+                if int(code) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, code)
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"apiKey": []}] and "401" in op["responses"], (method, path)
