@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("kgan.api")
@@ -101,6 +102,12 @@ def reject_unknown_query(request: Request) -> None:
         takes = f"it takes {', '.join(sorted(names))}" if names else "it takes none"
         raise RequestValidationError([{"loc": ("query", name), "type": "extra_forbidden",
                                        "msg": f"unknown query parameter ({takes})"} for name in unknown])
+    # No text column takes NUL (PostgreSQL refuses it outright), and no id or name holds one.
+    bad = [("path", k) for k, v in request.path_params.items() if "\x00" in str(v)]
+    bad += [("query", k) for k, v in request.query_params.multi_items() if "\x00" in v]
+    if bad:
+        raise RequestValidationError([{"loc": loc, "type": "string_pattern_mismatch",
+                                       "msg": "must not contain NUL characters"} for loc in bad])
 
 
 def install(app: FastAPI) -> None:
@@ -121,6 +128,15 @@ def install(app: FastAPI) -> None:
             405: f"{request.method} is not allowed on {request.url.path}; see /docs for the allowed methods.",
         }.get(exc.status_code, title)
         return problem_response(exc.status_code, title, detail, headers=getattr(exc, "headers", None),
+                                instance=request.url.path)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (a NUL in a text field on PostgreSQL, ...).
+        log.info("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
+        return problem_response(422, "Invalid value", f"The database refused a value of this request ({reason}); "
+                                "fix it and send the request again.", TYPE_BASE + "validation-error",
                                 instance=request.url.path)
 
     @app.exception_handler(Exception)
