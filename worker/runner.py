@@ -282,10 +282,12 @@ class JobRunner:
         run_dir, resumed_from = self.run_dir(claim)
         deadline = self.deadline(claim.started_at)
         events: list[str] = []
-        # Shown in the job's progress: where this attempt took over (what a lost worker cost).
-        extra = {"attempt_started_at_step": resumed_from or 0}
+        # Shown in the job's progress: which attempt reports, and where it took over (what a lost
+        # worker cost). Written now, so a resumed job shows its checkpoint's step straight away.
+        extra = {"attempt": claim.attempt, "attempt_started_at_step": resumed_from or 0}
         if resumed_from is not None:
             events.append(f"attempt {claim.attempt} resumed from the checkpoint at step {resumed_from}")
+            self.fenced(claim, step=resumed_from, eta_s=None, progress={"events": events[-20:], **extra})
 
         def report(progress) -> bool:
             events.extend(progress.events)
@@ -309,10 +311,11 @@ class JobRunner:
         log.info("job %s attempt %s: step %s after %.1fs (stopped=%s, %s)", claim.job_id, claim.attempt,
                  result.step, time.perf_counter() - started, result.stopped, stop.reason)
         if result.stopped:
-            return self.record_stop(claim, stop)
+            return self.record_stop(claim, stop, result.step)
         return self.record_model(claim, run_dir)
 
-    def record_stop(self, claim: Claim, stop: Stop) -> str:
+    def record_stop(self, claim: Claim, stop: Stop, step: int | None = None) -> str:
+        """A stopped job; ``step`` is where its last checkpoint was written (None if it has none)."""
         now = utcnow()
         if stop.reason == "cancelled":
             self.fenced(claim, status="cancelled", finished_at=now, eta_s=None)
@@ -322,8 +325,9 @@ class JobRunner:
             return "failed"
         if stop.reason == "shutdown":
             # Back to the queue, not failed: the next attempt resumes from the checkpoint just written.
+            at_step = {} if step is None else {"step": step}
             if not self.fenced(claim, status="queued", worker=None, lease_expires_at=None, enqueued_at=None,
-                               eta_s=None):
+                               eta_s=None, **at_step):
                 return "superseded"
             log.info("job %s attempt %s checkpointed for shutdown; re-queued", claim.job_id, claim.attempt)
             dispatch(self.db, self.send, claim.job_id)
