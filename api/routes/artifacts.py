@@ -59,10 +59,13 @@ def artifact_meta(artifact_id: str, owner: CurrentOwner, session: SessionDep) ->
 
 @router.get("/{artifact_id}", response_class=Response,
             responses={200: {"description": "the file, streamed from the artifact store"},
+                       206: {"description": "the byte range asked for with Range: bytes=…"},
                        304: {"description": "not modified (If-None-Match matched the ETag)"},
                        410: {"description": "the file is gone from the artifact store"}})
 def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep,
                  request: Request) -> Response:
+    """The file, streamed from disk in chunks (never read into memory whole); Range requests
+    are answered with 206. The ETag is the content's sha256, so it is strong and never changes."""
     a = get_owned_artifact(session, owner, artifact_id)
     etag = f'"{a.sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}

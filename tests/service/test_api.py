@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
 from sqlalchemy import func, select
 
 from api.db import Database
 from api.models import Job
-from tests.service.conftest import TINY_TRAIN, assert_problem
+from tests.service.conftest import SHARED_DATA, TINY_TRAIN, assert_problem
 
 
 def job_count(settings) -> int:
@@ -196,3 +197,88 @@ def test_openapi_declares_problems_and_the_bearer_scheme(client):
                     assert list(response["content"]) == ["application/problem+json"], (method, path, code)
             if path.startswith("/v1/"):
                 assert op["security"] == [{"apiKey": []}] and "401" in op["responses"], (method, path)
+
+
+# --- the renderer's model cache -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_store(tmp_path_factory):
+    """An artifact store holding one tiny image run (thesis net, 8 px MNIST, two steps)."""
+    from api.storage import ArtifactStore
+    from kgan_core.train import TrainConfig, train
+
+    store = ArtifactStore(tmp_path_factory.mktemp("render-store"))
+    store.ensure()
+    config = TrainConfig(dataset="mnist", data_root=str(SHARED_DATA), image_size=8, limit=256, k=2, steps=2,
+                         batch_size=8, n_critic=1, width=4, rounds=0, device="cpu", checkpoint_every=2, log_every=1)
+    train(config, store.root / "runs" / "tiny")
+    return store
+
+
+def refs(n: int):
+    from api.render import ModelRef
+
+    return [ModelRef(f"model-{i}", "runs/tiny") for i in range(n)]
+
+
+def test_model_cache_is_bounded_by_count_and_by_bytes(image_store, settings):
+    from api.render import Renderer, run_bytes
+
+    a, b, c, d = refs(4)
+    by_count = Renderer(image_store, settings.model_copy(update={"model_cache_size": 3}))
+    for ref in (a, b, c, d):
+        by_count.run(ref)
+    assert by_count.cached_ids() == [b.id, c.id, d.id]
+    run = by_count.run(d)
+    params = sum(t.numel() * t.element_size() for m in (run.generator, run.critic) for t in m.state_dict().values())
+    one = run_bytes(run)
+    assert params <= one < params + 64 * 1024  # the networks, plus point masses and tiles
+
+    roomy = settings.model_copy(update={"model_cache_size": 100})
+    by_bytes = Renderer(image_store, roomy, max_bytes=int(2.5 * one))
+    for ref in (a, b, c):
+        by_bytes.run(ref)
+    assert by_bytes.cached_ids() == [b.id, c.id] and by_bytes.cached_bytes <= 2.5 * one
+    by_bytes.run(b)  # a hit moves it to the back
+    by_bytes.run(d)
+    assert by_bytes.cached_ids() == [b.id, d.id]
+    # A visualisation that loads the training data makes that model bigger: counted, and evicts.
+    snug = Renderer(image_store, roomy, max_bytes=2 * one + 1)
+    snug.run(a)
+    snug.visual_png(d, "real-tile", 0, 0, n=4)
+    grown = run_bytes(snug.run(d))
+    assert grown >= one + 256 * 64  # 256 images of 8x8 bytes
+    assert snug.cached_ids() == [d.id] and snug.cached_bytes == grown
+
+    tiny = Renderer(image_store, roomy, max_bytes=1)  # the model being rendered always stays
+    assert tiny.samples_png(a, 0, 4, 0).startswith(b"\x89PNG") and tiny.cached_ids() == [a.id]
+
+
+def test_image_samples_do_not_wait_for_the_pyplot_lock(image_store, settings):
+    import threading
+
+    from api import render
+
+    renderer = render.Renderer(image_store, settings)
+    ref = refs(1)[0]
+    out = []
+    with render._PYPLOT:  # as if a slow scatter plot were being drawn
+        worker = threading.Thread(target=lambda: out.append(renderer.samples_png(ref, 1, 16, 3)), daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        assert out and out[0].startswith(b"\x89PNG"), "an image samples.png waited for pyplot's lock"
+
+
+def test_artifacts_stream_with_ranges_and_a_strong_etag(client, trained):
+    meta = client.get(f"/v1/artifacts/{trained.artifact_ids[0]}/meta", headers=trained.user.headers).json()
+    url = meta["links"]["self"]
+    whole = client.get(url, headers=trained.user.headers)
+    assert whole.status_code == 200 and len(whole.content) == meta["size_bytes"]
+    assert whole.headers["etag"] == f'"{meta["sha256"]}"'  # strong: no W/ prefix, the content's own hash
+    assert "immutable" in whole.headers["cache-control"]
+    part = client.get(url, headers={**trained.user.headers, "Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{meta['size_bytes']}"
+    again = client.get(url, headers={**trained.user.headers, "If-None-Match": whole.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
