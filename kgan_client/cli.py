@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # --url and --key are accepted after each command too (kgan remote status --url ...).
     service = argparse.ArgumentParser(add_help=False)
     service.add_argument("--url", default=os.environ.get("KGAN_URL", DEFAULT_URL),

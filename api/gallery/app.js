@@ -20,14 +20,22 @@ function context() {
     // true), and every 5×ms otherwise; wake() runs it again at once (after starting a job).
     every(ms, fn) {
       let timer = null;
+      let running = false;
+      let again = false;
       const tick = async () => {
         if (!alive()) return;
+        if (running) { again = true; return; } // one loop only: a wake() mid-call runs it once more after
+        clearTimeout(timer);
+        running = true;
         let busy = true;
         try { busy = await fn(); } catch (error) { if (!(error instanceof ApiError)) console.error(error); }
-        if (alive()) timer = setTimeout(tick, busy ? ms : 5 * ms);
+        running = false;
+        if (!alive()) return;
+        timer = setTimeout(tick, again ? 0 : busy ? ms : 5 * ms);
+        again = false;
       };
       timer = setTimeout(tick, ms);
-      return { wake() { clearTimeout(timer); tick(); } };
+      return { wake: tick };
     },
   };
 }

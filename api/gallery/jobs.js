@@ -5,6 +5,7 @@
 import { allPages, api, getJSON, imageURL, postJSON, query } from "./api.js";
 import { lineChart, memberColour } from "./charts.js";
 import { badge, errorBox, eta, h, num, progressBar, short, when } from "./dom.js";
+import { picture } from "./model.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const seen = new Map(); // job id -> [{step, d_loss, g_loss, wasserstein}]
@@ -36,11 +37,20 @@ function lossCell(job) {
            h("small", {}, `D ${num(mean(p.d_loss))} · G ${num(mean(p.g_loss || [0]))}`));
 }
 
+// What a job works on, in a few words: the visualisation, or the data it trains on.
+function jobSubject(job) {
+  if (job.kind === "visualise") {
+    const member = job.params.member;
+    return `${job.params.what} · ${member === undefined || member === null ? "all members" : `member ${member}`}`;
+  }
+  return job.params.dataset || (job.params.dataset_id ? `upload ${short(job.params.dataset_id)}` : "");
+}
+
 function jobRow(job) {
   const p = job.progress || {};
   return h("tr", { dataset: { jobId: job.id, status: job.status } },
            h("td", {}, h("a", { href: `#/jobs/${job.id}` }, short(job.id))),
-           h("td", {}, job.kind, job.params.what ? h("small", { class: "muted" }, ` ${job.params.what}`) : ""),
+           h("td", {}, job.kind, h("small", { class: "muted" }, ` ${jobSubject(job)}`)),
            h("td", {}, badge(job.status)),
            h("td", { class: "progress-cell" }, progressBar(p.fraction),
              h("small", {}, `${num(p.step)} / ${num(p.total)}`)),
@@ -127,9 +137,10 @@ export async function jobsView(view, ctx) {
       page.total > page.items.length ? h("p", { class: "muted" }, `Newest 50 of ${page.total} jobs.`) : "");
     return page.items.some((j) => ACTIVE.has(j.status));
   };
-  view.append(await trainForm(() => refresh()), list);
+  let poller = null;
+  view.append(await trainForm(() => poller?.wake()), list);
   await refresh();
-  ctx.every(2000, refresh);
+  poller = ctx.every(2000, refresh);
 }
 
 function downloadButton(artifact) {
@@ -142,9 +153,14 @@ function downloadButton(artifact) {
 export async function jobView(view, ctx, jobId) {
   const body = h("div", {});
   view.replaceChildren(h("p", {}, h("a", { href: "#/jobs" }, "← All jobs")), body);
+  let shown = "";
   const render = async () => {
     const job = await getJSON(`/v1/jobs/${jobId}`);
     record(job);
+    // A finished job no longer changes: keep its page (and its pictures) as drawn.
+    const state = `${job.status} ${job.progress?.step}`;
+    if (state === shown && !ACTIVE.has(job.status)) return false;
+    shown = state;
     const p = job.progress || {};
     const active = ACTIVE.has(job.status);
     const actions = h("div", { class: "actions" },
@@ -175,7 +191,9 @@ export async function jobView(view, ctx, jobId) {
       const artifacts = await allPages(`/v1/artifacts${query({ job_id: job.id, limit: 100 })}`);
       if (artifacts.length) {
         parts.push(h("h2", {}, "Artifacts"),
-                   h("ul", { class: "artifacts" }, artifacts.map((a) => h("li", {}, a.kind, " · ", downloadButton(a)))));
+                   h("ul", { class: "artifacts" }, artifacts.map((a) => h("li", {}, a.kind, " · ", downloadButton(a)))),
+                   h("div", { class: "job-pictures" }, artifacts.filter((a) => a.media_type === "image/png")
+                     .map((a) => picture(a.kind, a.links.self, a.member === null ? "all members" : `member ${a.member}`))));
       }
     }
     body.replaceChildren(...parts);

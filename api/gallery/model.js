@@ -32,7 +32,7 @@ const MEMBER_VISUALISATIONS = {
 const ENSEMBLE = [["cross-member", "Cross-member matrix", { n: 64 }], ["training-curves", "Training curves", {}]];
 const ENSEMBLE_VISUALISATIONS = Object.fromEntries(ENSEMBLE.map(([what, , options]) => [what, options]));
 
-function picture(label, path, note) {
+export function picture(label, path, note) {
   const img = h("img", { alt: label, class: "loading" });
   const caption = h("figcaption", {}, h("span", { class: "label" }, label), note ? h("small", {}, note) : "");
   const figure = h("figure", { class: "pic" }, caption, img);
@@ -63,8 +63,9 @@ function activationNumbers(numbers, member) {
       return [label[m] || m, num(r.start), num(r.reached), num(r.reached_over_real_max),
               r.feature_nn_ratio === undefined ? "–" : num(r.feature_nn_ratio)];
     })),
-    h("p", { class: "muted small" }, "realism: feature distance to the nearest real image over real-to-real "
-      + "(1 is as close as real images are to each other; only with a prior)."));
+    h("p", { class: "muted small" }, "÷ real max: reached over the best real image of the tile. realism: distance "
+      + "to the nearest real image in the prior's features, over the median real-to-real distance (1 is as close as "
+      + "real images are to each other; lower is more realistic; measured only when a prior was given)."));
 }
 
 function directionsNumbers(numbers) {
@@ -124,15 +125,20 @@ function artifactFigure(artifact) {
 
 // --- starting visualisation jobs ---------------------------------------------------------
 
+function priorOptions(priors) {
+  return [h("option", { value: "" }, "without the prior"), priors.map((p) => h("option", { value: p.id },
+    `with prior ${short(p.id)}` + (p.meta?.metrics?.heldout_psnr ? ` (PSNR ${num(p.meta.metrics.heldout_psnr, 1)})` : "")))];
+}
+
 function visualiseForm(model, member, choices, priors, onStarted) {
   const what = h("select", { name: "what" }, Object.keys(choices).map((w) => h("option", { value: w }, w)));
   const options = h("input", { name: "options", value: JSON.stringify(choices[what.value]), spellcheck: "false" });
-  what.addEventListener("change", () => { options.value = JSON.stringify(choices[what.value]); sync(); });
-  const prior = h("select", { name: "prior" }, h("option", { value: "" }, "without the prior"),
-    priors.map((p) => h("option", { value: p.id }, `with prior ${short(p.id)}`
-      + (p.meta?.metrics?.heldout_psnr ? ` (PSNR ${num(p.meta.metrics.heldout_psnr, 1)})` : ""))));
+  const prior = h("select", { name: "prior" }, priorOptions(priors));
   const priorLabel = h("label", {}, "Prior ", prior);
-  const sync = () => { priorLabel.hidden = what.value !== "activation-max" || !priors.length; };
+  // Offered only for activation max, and only once a prior for images of this size exists.
+  const sync = () => { priorLabel.hidden = what.value !== "activation-max" || prior.options.length < 2; };
+  what.addEventListener("change", () => { options.value = JSON.stringify(choices[what.value]); sync(); });
+  prior.addEventListener("priors", (event) => { prior.replaceChildren(...priorOptions(event.detail).flat()); sync(); });
   sync();
   const status = h("div", { class: "form-status" });
   const form = h("form", { class: "visualise-form" },
@@ -161,9 +167,34 @@ function visualiseForm(model, member, choices, priors, onStarted) {
 function jobLine(job) {
   const p = job.progress || {};
   return h("li", { class: "job-line", dataset: { jobId: job.id, status: job.status } },
-    h("a", { href: `#/jobs/${job.id}` }, `${job.params.what} ${short(job.id)}`), " ", badge(job.status),
+    h("a", { href: `#/jobs/${job.id}` }, `${job.kind === "visualise" ? job.params.what : "image prior"} ${short(job.id)}`),
+    " ", badge(job.status),
     ACTIVE.has(job.status) ? progressBar(p.fraction) : "",
     job.error ? h("small", { class: "error-text" }, ` ${job.error.title}: ${job.error.detail || ""}`) : "");
+}
+
+// A learned image prior on the data this model was trained on, for activation max through it.
+function priorForm(model, trainJob, onStarted) {
+  const source = trainJob.params.dataset_id ? { dataset_id: trainJob.params.dataset_id } : { dataset: trainJob.params.dataset };
+  const options = h("input", { name: "options", value: JSON.stringify({ steps: 2000, holdout: 500 }), spellcheck: "false" });
+  const status = h("div", { class: "form-status" });
+  const form = h("form", { class: "prior-form" },
+    h("label", {}, "Learn an image prior on this model's data (options) ", options),
+    h("button", { type: "submit" }, "Train prior"), status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const params = { ...source, image_size: model.item_shape[model.item_shape.length - 1],
+                       ...JSON.parse(options.value || "{}") };
+      const job = await postJSON("/v1/jobs", { kind: "train_prior", params });
+      status.replaceChildren();
+      onStarted(job);
+    } catch (error) {
+      status.replaceChildren(errorBox(error instanceof SyntaxError ?
+        { title: "Options are not JSON", detail: error.message } : error));
+    }
+  });
+  return form;
 }
 
 // --- the page ----------------------------------------------------------------------------
@@ -175,7 +206,9 @@ export async function modelView(view, ctx, modelId) {
     allPages(`/v1/artifacts${query({ kind: "prior", limit: 100 })}`),
   ]);
   const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-  const priors = allPriors.filter((p) => !p.meta?.item_shape || same(p.meta.item_shape, model.item_shape));
+  const fits = (p) => !p.meta?.item_shape || same(p.meta.item_shape, model.item_shape);
+  const priors = allPriors.filter(fits);
+  const trainJob = await getJSON(`/v1/jobs/${model.job_id}`);
   const launched = new Map(); // job id -> job, for the visualisation jobs started from this page
   const pictures = model.dataset_kind === "images" ? IMAGE_PICTURES : POINT_PICTURES;
 
@@ -251,7 +284,8 @@ export async function modelView(view, ctx, modelId) {
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/models" }, "← All models")),
     h("h1", {}, "Model ", h("code", {}, short(model.id))), summary,
-    h("section", { class: "ensemble panel" }, h("h2", {}, "The ensemble"), ensembleSlot, ensembleForm, ensembleJobs),
+    h("section", { class: "ensemble panel" }, h("h2", {}, "The ensemble"), ensembleSlot, ensembleForm,
+      model.dataset_kind === "images" ? priorForm(model, trainJob, started(null)) : "", ensembleJobs),
     h("h2", {}, `The ${model.k} members, side by side`), grid);
   renderArtifacts(null);
   for (const member of model.members) renderArtifacts(member.k);
@@ -262,13 +296,21 @@ export async function modelView(view, ctx, modelId) {
     for (const old of active) {
       const job = await getJSON(`/v1/jobs/${old.id}`);
       launched.set(job.id, job);
-      const member = job.params.member ?? null;
+      // A prior job's params also have a `member` (the critic it may encode with): not a column.
+      const member = job.kind === "visualise" ? job.params.member ?? null : null;
       const line = jobLists.get(member ?? "ensemble").querySelector(`[data-job-id="${job.id}"]`);
       line?.replaceWith(jobLine(job));
       if (job.status === "succeeded") {
         const made = await allPages(`/v1/artifacts${query({ job_id: job.id, limit: 100 })}`);
-        artifacts.push(...made);
-        renderArtifacts(member);
+        if (job.kind === "train_prior") {
+          priors.push(...made.filter((a) => a.kind === "prior" && fits(a)));
+          for (const select of view.querySelectorAll("select[name=prior]")) {
+            select.dispatchEvent(new CustomEvent("priors", { detail: priors }));
+          }
+        } else {
+          artifacts.push(...made);
+          renderArtifacts(member);
+        }
       }
     }
     return true;

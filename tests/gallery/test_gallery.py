@@ -102,10 +102,53 @@ def test_model_page_shows_k_member_columns_and_starts_a_visualisation(page, serv
     assert not page.script_errors
 
 
-def test_jobs_page_shows_live_progress_and_cancels(page, service):
-    with Client(service.url, service.key) as kgan:
-        job = kgan.train("ring8", **{**RING8_TINY, "steps": 100_000, "log_every": 20, "checkpoint_every": 100_000})
+def test_activation_max_with_and_without_a_prior_trained_from_the_page(page, service, image_model):
     sign_in(page, service)
+    page.wait_for_selector("h1:text('Jobs')")
+    page.goto(f"{service.url}/gallery/#/models/{image_model}")
+    column = page.locator("section.member[data-member='0']")
+    column.locator("select[name=what]").select_option("activation-max")
+    assert column.locator("select[name=prior]").is_hidden()  # no prior for these images yet
+    tiny_prior = {"steps": 4, "holdout": 4, "batch_size": 4, "code_dim": 8, "width": 4}
+    ensemble = page.locator("section.ensemble")
+    ensemble.locator("form.prior-form input[name=options]").fill(json.dumps(tiny_prior))
+    ensemble.locator("form.prior-form button[type=submit]").click()
+    ensemble.locator("li.job-line[data-status='succeeded']").wait_for(timeout=120_000)
+    prior_select = column.locator("select[name=prior]")
+    prior_select.wait_for()  # shown once the prior exists
+    prior_id = prior_select.locator("option").nth(1).get_attribute("value")
+    prior_select.select_option(prior_id)
+    column.locator("input[name=options]").fill(json.dumps({"steps": 2, "methods": ["pixel", "prior"]}))
+    column.locator("form.visualise-form button[type=submit]").click()
+    column.locator("li.job-line[data-status='succeeded']").wait_for(timeout=120_000)
+    numbers = column.locator("figure.artifact[data-kind='activation-max'] table.numbers")
+    numbers.wait_for()
+    rows = {row.split("\t")[0]: row.split("\t")[1:] for row in numbers.inner_text().splitlines()[1:]}
+    assert set(rows) == {"pixels (no prior)", "learned prior"}
+    # With a prior given, every method's image also gets its realism (judged by the prior's encoder).
+    assert all(re.fullmatch(r"\d+\.\d+", cells[-1]) for cells in rows.values()), rows
+    all_images_loaded(page, "section.member[data-member='0'] figure.artifact img")
+    with Client(service.url, service.key) as kgan:
+        [artifact] = kgan.model(image_model).member(0).artifacts("activation-max")
+        assert artifact.meta["options"]["methods"] == ["pixel", "prior"]
+    assert not page.script_errors
+
+
+def test_start_training_from_the_jobs_page_watch_it_live_and_cancel_it(page, service):
+    sign_in(page, service)
+    page.click("summary:text('Start a training run')")
+    page.select_option("form.train-form select[name=dataset]", "builtin:ring8")
+    page.fill("form.train-form input[name=k]", "2")
+    page.fill("form.train-form input[name=steps]", "100000")
+    extra = {**RING8_TINY, "log_every": 20, "checkpoint_every": 100_000}
+    del extra["k"], extra["steps"]
+    page.fill("form.train-form input[name=extra]", json.dumps(extra))
+    page.click("form.train-form button[type=submit]")
+    started = page.locator("form.train-form .form-status a")
+    started.wait_for()
+    with Client(service.url, service.key) as kgan:
+        job = kgan.job(started.get_attribute("href").removeprefix("#/jobs/"))
+        assert job.info.params["steps"] == 100_000 and job.info.params["log_every"] == 20
     row = page.locator(f"tr[data-job-id='{job.id}']")
     # Live: the row turns to running, its step count moves and a loss curve is drawn from
     # the reports the page has seen.
