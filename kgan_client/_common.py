@@ -24,6 +24,7 @@ INDEX_FILE = "artifacts.json"
 
 
 def base_headers(key: str) -> dict[str, str]:
+    key = (key or "").strip()  # a key read from a file or an environment variable may end in a newline
     if not key or any(c.isspace() for c in key):
         raise KganError("give the API key exactly as printed by `kgan serve` or `kgan create-key` (kgan_...)")
     return {"Authorization": f"Bearer {key}", "User-Agent": "kgan-client/0.1"}

@@ -99,6 +99,10 @@ def test_refusals_raise_errors_that_say_what_to_do(service, ring8_job):
     with Client(service.url, "kgan_not-a-real-key") as stranger, pytest.raises(ApiError) as refused:
         stranger.jobs()
     assert refused.value.status == 401 and "kgan create-key" in refused.value.detail
+    with pytest.raises(KganError, match="exactly as printed"):
+        Client(service.url, "kgan_with a space")
+    with Client(service.url, service.key + "\n") as from_a_file:  # `$(cat key)` or a file's last newline
+        assert from_a_file.jobs()
     with Client(service.url, service.key) as kgan:
         with pytest.raises(ApiError) as bad:
             kgan.train("ring8", k=0)
