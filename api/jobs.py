@@ -260,8 +260,34 @@ def dispatch(db: Database, send: Sender, job_id: str) -> bool:
     return True
 
 
+# The run_id each broker had at the last reconciler pass, by URL (one API process's memory).
+_broker_run_ids: dict[str, str] = {}
+
+
+def broker_restarted(broker_url: str | None) -> bool:
+    """True when the Redis broker's run_id changed since the last look: it restarted, and
+    unless it persisted its data every queued message is gone. False while it is down (the
+    next pass after it is back answers) and on the first look."""
+    if not broker_url or not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return False
+    import redis
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            run_id = str(client.info("server")["run_id"])
+        finally:
+            client.close()
+    except Exception:  # down, or not a Redis we can ask: the time-based re-send still covers it
+        return False
+    previous = _broker_run_ids.get(broker_url)
+    _broker_run_ids[broker_url] = run_id
+    return previous is not None and previous != run_id
+
+
 def reconcile_once(db: Database, settings: Settings, send: Sender) -> dict[str, int]:
-    """Re-queue running jobs whose lease expired and re-send queued jobs whose message may be lost."""
+    """Re-queue running jobs whose lease expired and re-send queued jobs whose message may be lost
+    (every queued job at once when the broker restarted, otherwise those queued for a long time)."""
     now = utcnow()
     counts = {"requeued": 0, "cancelled": 0, "failed": 0, "dispatched": 0}
     with db.session() as session:
@@ -285,9 +311,13 @@ def reconcile_once(db: Database, settings: Settings, send: Sender) -> dict[str, 
                 job.status, job.worker, job.lease_expires_at, job.enqueued_at = "queued", None, None, None
                 counts["requeued"] += 1
     stale = now - timedelta(seconds=settings.redispatch_after_s)
+    if broker_restarted(settings.broker_url):
+        # A duplicate message is harmless (claims are fenced); a lost one would strand the job.
+        log.warning("the broker restarted; re-sending every queued job's message")
+        stale = now
     with db.session() as session:
         ids = session.scalars(select(Job.id).where(
-            Job.status == "queued", (Job.enqueued_at.is_(None)) | (Job.enqueued_at < stale))
+            Job.status == "queued", (Job.enqueued_at.is_(None)) | (Job.enqueued_at <= stale))
             .order_by(Job.created_at).limit(1000)).all()
     for job_id in ids:
         counts["dispatched"] += dispatch(db, send, job_id)
