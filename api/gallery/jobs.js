@@ -5,7 +5,7 @@
 import { allPages, api, getJSON, imageURL, postJSON, query } from "./api.js";
 import { lineChart, memberColour } from "./charts.js";
 import { badge, errorBox, eta, h, num, progressBar, short, when } from "./dom.js";
-import { picture } from "./model.js";
+import { numbersDetails, picture } from "./model.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const seen = new Map(); // job id -> [{step, d_loss, g_loss, wasserstein}]
@@ -191,7 +191,8 @@ export async function jobView(view, ctx, jobId) {
       const artifacts = await allPages(`/v1/artifacts${query({ job_id: job.id, limit: 100 })}`);
       if (artifacts.length) {
         parts.push(h("h2", {}, "Artifacts"),
-                   h("ul", { class: "artifacts" }, artifacts.map((a) => h("li", {}, a.kind, " · ", downloadButton(a)))),
+                   h("ul", { class: "artifacts" }, artifacts.map((a) => h("li", {}, a.kind, " · ", downloadButton(a),
+                     Object.keys(a.meta || {}).length ? numbersDetails(a.meta) : ""))),
                    h("div", { class: "job-pictures" }, artifacts.filter((a) => a.media_type === "image/png")
                      .map((a) => picture(a.kind, a.links.self, a.member === null ? "all members" : `member ${a.member}`))));
       }

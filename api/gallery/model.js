@@ -97,7 +97,7 @@ function curvesNumbers(numbers) {
     + `${num(numbers.last_step)}):`), table(["member", ...keys], members.map(([k, v]) => [k, ...keys.map((key) => num(v[key]))])));
 }
 
-function numbersDetails(numbers) {
+export function numbersDetails(numbers) {
   return h("details", { class: "raw" }, h("summary", {}, "numbers"), h("pre", {}, JSON.stringify(numbers, null, 1)));
 }
 

@@ -131,6 +131,10 @@ def test_activation_max_with_and_without_a_prior_trained_from_the_page(page, ser
     with Client(service.url, service.key) as kgan:
         [artifact] = kgan.model(image_model).member(0).artifacts("activation-max")
         assert artifact.meta["options"]["methods"] == ["pixel", "prior"]
+    # The prior's own job page lists its file with the prior's held-out fidelity.
+    page.locator("section.ensemble li.job-line a").click()
+    page.click("ul.artifacts li:has-text('prior.safetensors') summary")
+    assert "heldout_psnr" in page.locator("ul.artifacts details pre").inner_text()
     assert not page.script_errors
 
 
