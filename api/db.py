@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
+
+# True while a request that only reads (GET, HEAD) is handled: its SQLite transactions begin
+# deferred, so concurrent readers share the database (WAL) instead of queueing, one by one,
+# for the write lock that BEGIN IMMEDIATE takes. Set by api.main's middleware.
+READ_ONLY: ContextVar[bool] = ContextVar("kgan_db_read_only", default=False)
 
 
 def utcnow() -> datetime:
@@ -40,7 +46,7 @@ def make_engine(url: str) -> Engine:
             # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY)
             # when another process wrote in between; IMMEDIATE takes the write lock up front
             # and waits for it under busy_timeout.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if READ_ONLY.get() else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from api import errors
-from api.db import Database
+from api.db import READ_ONLY, Database
 from api.deps import CurrentOwner
 from api.jobs import reconcile_once
 from api.metrics import JobCollector, RequestMetrics
@@ -43,8 +43,25 @@ async def _reconciler(app: FastAPI) -> None:
         await asyncio.sleep(settings.reconcile_interval_s)
 
 
-def _known_query_for_owner(request: Request, _owner: CurrentOwner) -> None:
-    errors.reject_unknown_query(request)
+async def _known_query_for_owner(request: Request, _owner: CurrentOwner) -> None:
+    errors.reject_unknown_query(request)  # async: no thread-pool hop for a dict lookup
+
+
+class ReadOnlyRequests:
+    """GET and HEAD only read: mark them so SQLite transactions begin deferred (api.db.READ_ONLY)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        token = READ_ONLY.set(True)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            READ_ONLY.reset(token)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry = CollectorRegistry()
     registry.register(JobCollector(db))
     app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(ReadOnlyRequests)
     errors.install(app)
     # Unknown query parameters are refused like unknown body fields; under /v1 only after the
     # key is checked, so that a request without one is a 401 whatever else is wrong with it.

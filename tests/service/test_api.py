@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import pytest
@@ -268,6 +269,20 @@ def test_image_samples_do_not_wait_for_the_pyplot_lock(image_store, settings):
         worker.start()
         worker.join(timeout=20)
         assert out and out[0].startswith(b"\x89PNG"), "an image samples.png waited for pyplot's lock"
+
+
+def test_small_and_large_artifacts_are_served_alike(client, trained):
+    sizes = []
+    for artifact_id in trained.artifact_ids:
+        meta = client.get(f"/v1/artifacts/{artifact_id}/meta", headers=trained.user.headers).json()
+        r = client.get(meta["links"]["self"], headers=trained.user.headers)
+        assert r.status_code == 200 and len(r.content) == meta["size_bytes"]
+        assert hashlib.sha256(r.content).hexdigest() == meta["sha256"]
+        assert r.headers["content-type"].startswith(meta["media_type"])
+        assert r.headers["content-disposition"].startswith("attachment;") and meta["filename"] in r.headers[
+            "content-disposition"]
+        sizes.append(meta["size_bytes"])
+    assert min(sizes) <= 64 * 1024 < max(sizes)  # one sent whole, one streamed
 
 
 def test_artifacts_stream_with_ranges_and_a_strong_etag(client, trained):
