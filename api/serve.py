@@ -58,9 +58,10 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 def stop_worker(worker: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """Ask Celery to stop; if a job is still running after the grace period, kill the worker
-    and its pool child. The job's row keeps its last checkpoint, and on the next start the
-    reconciler sees its holder is gone and re-queues it, so it resumes there."""
+    """Ask Celery to stop: a running job checkpoints at its next step and goes back to the
+    queue (worker/tasks.py), so the next start resumes it there. If the worker is still there
+    after the grace period, kill it and its pool child; the job then resumes from its last
+    periodic checkpoint (the reconciler sees its holder is gone)."""
     if worker.poll() is None:
         worker.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):

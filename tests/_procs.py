@@ -105,7 +105,7 @@ class Proc:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL to the whole group if it is still there."""
-        if self.alive():
+        if self.alive() and grace_s > 0:
             self.signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace_s)

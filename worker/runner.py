@@ -61,6 +61,10 @@ class Stop:
         self.event.set()
 
     def __bool__(self) -> bool:
+        # A shutdown request is only a flag (set in a signal handler, where taking the event's
+        # lock could deadlock); the training thread turns it into a stop here.
+        if SHUTDOWN.requested and not self.event.is_set():
+            self.set("shutdown")
         return self.event.is_set()
 
 
@@ -72,12 +76,9 @@ class Shutdown:
         self.stop: Stop | None = None
 
     def request(self) -> bool:
-        """Safe in a signal handler. Returns whether a job was running."""
+        """Safe in a signal handler (takes no lock). Returns whether a job is running."""
         self.requested = True
-        stop = self.stop
-        if stop is not None:
-            stop.set("shutdown")
-        return stop is not None
+        return self.stop is not None
 
 
 SHUTDOWN = Shutdown()
@@ -180,8 +181,6 @@ class JobRunner:
         log.info("job %s attempt %s started on %s", job_id, claim.attempt, self.me)
         stop, finished = Stop(), threading.Event()
         SHUTDOWN.stop = stop
-        if SHUTDOWN.requested:
-            stop.set("shutdown")
         beat = threading.Thread(target=self._heartbeat, args=(claim, stop, finished), daemon=True,
                                 name=f"heartbeat-{job_id}")
         beat.start()
@@ -404,7 +403,7 @@ class JobRunner:
             return not stop
 
         result = train_prior(config, run_dir / "prior.safetensors", callback=report)
-        if stop:
+        if stop.event.is_set():  # not bool(stop): a shutdown asked for after the last step changes nothing
             return self.record_stop(claim, stop)
         meta = {"metrics": result.metrics, "encoder": params.encoder, "item_shape": list(result.prior.item_shape)}
         self.fenced(claim, progress={"metrics": result.metrics})

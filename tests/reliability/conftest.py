@@ -144,7 +144,7 @@ class Stack:
 
     def close(self) -> str:
         for proc in reversed(self.procs):
-            proc.stop(grace_s=5)
+            proc.stop(grace_s=0)  # the test is over: no need to wait for graceful shutdowns
         self.db.dispose()
         return "\n".join(f"===== {p.name} (exit {p.popen.returncode}) =====\n{p.log_tail()}" for p in self.procs)
 

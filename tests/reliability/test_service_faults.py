@@ -9,12 +9,15 @@ import threading
 import time
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from api.models import Model
 from tests._procs import wait_for
 
 FINISHED = ("succeeded", "failed", "cancelled")
+
+pytestmark = pytest.mark.slow  # real processes; still part of the default run
 
 
 def models_per_job(stack, job_ids: list[str]) -> dict[str, int]:

@@ -9,11 +9,14 @@ import json
 import os
 import signal
 
+import pytest
 from PIL import Image
 
 from tests._procs import child_pids, pid_alive, wait_for
 
 CE = 10  # checkpoint_every of the test jobs
+
+pytestmark = pytest.mark.slow  # real processes; still part of the default run
 
 
 def checkpoint_step(stack, job_id: str, attempt: int) -> int:

@@ -142,3 +142,28 @@ def test_reconciler_redispatches_lost_messages_and_gives_up_after_max_attempts(c
     assert any(queued.encode() in m for m in broker.lrange(settings.queue, 0, -1))
     job = client.get(f"/v1/jobs/{tired}", headers=alice.headers).json()
     assert job["status"] == "failed" and "checkpoint" in job["error"]["detail"]
+
+
+def test_shutdown_checkpoints_and_requeues_instead_of_failing(client, alice, settings):
+    import json
+
+    from worker.runner import SHUTDOWN
+
+    broker = redis.Redis.from_url(settings.broker_url)
+    job_id = submit(client, alice, steps=100_000, log_every=2, checkpoint_every=1000)
+    broker.delete(settings.queue)
+    thread, out = in_thread(JobRunner(settings).run, job_id)
+    get = lambda: client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()  # noqa: E731
+    wait_for(lambda: get()["progress"]["step"] >= 4)
+    try:
+        assert SHUTDOWN.request()  # what the worker's SIGTERM handler does
+        thread.join(timeout=60)
+    finally:
+        SHUTDOWN.requested = False
+    assert out["result"] == "requeued"
+    job = get()
+    assert (job["status"], job["attempt"], job["error"]) == ("queued", 1, None)
+    summary = settings.artifacts / "runs" / job_id / "attempt-0001" / "run.json"
+    assert json.loads(summary.read_text())["step"] == job["progress"]["step"] >= 4  # checkpointed where it stopped
+    assert any(job_id.encode() in m for m in broker.lrange(settings.queue, 0, -1))  # and sent again
+    client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers)
