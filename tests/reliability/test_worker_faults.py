@@ -34,11 +34,12 @@ def test_sigterm_checkpoints_and_requeues_the_running_job(stack_factory):
     stack.start_api()
     user = stack.user()
     with stack.client(user) as api:
-        job_id = stack.submit(api, steps=60)
+        steps, stopped_at = 200, 0
+        job_id = stack.submit(api, steps=steps)
         for n, how in enumerate(["worker", "group"], start=1):
             worker = stack.start_worker()
-            seen = stack.wait_job(job_id, lambda j, n=n: j.status == "running" and j.attempt == n
-                                  and j.step >= (n - 1) * 20 + 6, 120, f"attempt {n} training").step
+            seen = stack.wait_job(job_id, lambda j, n=n, r=stopped_at: j.status == "running" and j.attempt == n
+                                  and j.step >= r + 6, 120, f"attempt {n} training").step
             # `docker stop` signals the worker's main process; systemd signals the whole group.
             (worker.signal if how == "worker" else worker.signal_group)(signal.SIGTERM)
             assert worker.wait(timeout=60) == 0, worker.log_tail()
@@ -46,13 +47,13 @@ def test_sigterm_checkpoints_and_requeues_the_running_job(stack_factory):
             assert (job["status"], job["attempt"], job["error"]) == ("queued", n, None), job
             # The checkpoint was written where the job stopped: nothing was lost.
             stopped_at = checkpoint_step(stack, job_id, n)
-            assert seen <= stopped_at == job["progress"]["step"] < 60
+            assert seen <= stopped_at == job["progress"]["step"] < steps
             assert any(job_id.encode() in m for m in stack.queued_messages()), "the job's message is back on the queue"
         stack.start_worker()
         done = stack.wait_job(job_id, lambda j: j.status not in ("queued", "running"), 180, "finish")
         job = api.get(f"/v1/jobs/{job_id}").json()
         assert (done.status, done.attempt) == ("succeeded", 3), job
-        assert job["progress"]["attempt_started_at_step"] == stopped_at and job["progress"]["step"] == 60
+        assert job["progress"]["attempt_started_at_step"] == stopped_at and job["progress"]["step"] == steps
 
 
 def test_repeated_sigkill_mid_training_loses_at_most_one_checkpoint_interval(stack_factory):
@@ -60,7 +61,7 @@ def test_repeated_sigkill_mid_training_loses_at_most_one_checkpoint_interval(sta
     stack.start_broker()
     stack.start_api()
     user = stack.user()
-    kills, steps = 6, 140
+    kills, steps = 6, 200
     with stack.client(user) as api:
         job_id = stack.submit(api, steps=steps, checkpoint_every=CE, log_every=2)
         worker = stack.start_worker()
