@@ -80,7 +80,9 @@ async def hammer(base: str, headers: dict[str, str], job_id: str, model: dict, c
                  duration: float, seed: int = 0) -> Report:
     report = Report(clients, duration)
     members = [m["links"]["samples"] for m in model["members"]]
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout: with httpx's default
+    # of also 5 s, a request can go out on a connection the server is closing (a ReadError).
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as api:
         stop = time.perf_counter() + duration
 

@@ -1,7 +1,7 @@
 """Serving targets of issue 5: warm samples.png latency against the in-process cost of the same
 work, and requests per second for cached artifact GETs under 16 concurrent clients.
 
-    .venv/bin/python benchmarks/serving.py [--requests 200] [--duration 10] [--clients 16] [--workers 2]
+    .venv/bin/python benchmarks/serving.py [--requests 200] [--duration 10] [--clients 16] [--workers 1]
 
 Starts the service the way a person would (``python -m api.serve``: SQLite, an embedded Redis,
 one Celery worker, uvicorn with its access log), trains a tiny 64 px model through it (thesis
@@ -17,9 +17,14 @@ then measures against that real process:
   seconds, by wrk when it is installed (``apt-get install wrk``), otherwise by an httpx
   asyncio client; target: ≥ 500 requests/s, no errors.
 
-Then the same numbers from the API alone run for throughput (``uvicorn --workers N
---no-access-log``, the worker stopped). The client runs on the same machine and competes for
-its cores. Prints a table.
+Then the same numbers from the API alone, as docker-compose runs it but without the access
+log (``uvicorn --factory api.main:create_app --no-access-log``, the Celery worker stopped).
+The client runs on the same machine and competes for its cores. Prints a table.
+
+``--workers N`` (N > 1) runs uvicorn's multi-process mode instead. Do not use it with
+uvicorn's h11 protocol (what is installed here, without httptools): the worker processes'
+connections do not get TCP_NODELAY, so each response's body waits for the client's delayed
+ACK and every request takes ~44 ms (≈ 22 requests/s per connection) whatever the server does.
 """
 
 from __future__ import annotations
@@ -126,11 +131,13 @@ def serve(data_dir: Path, *, worker: bool = True, log_level: str = "info", **env
 
 @contextmanager
 def uvicorn_workers(data_dir: Path, key: str, workers: int):
-    """The API alone, as run for throughput: uvicorn with several processes, no access log."""
+    """The API alone, as compose runs it, without the access log (and with N processes if asked)."""
     port = free_port()
     log = data_dir / f"uvicorn-{port}.log"
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+           "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     # No broker is needed to read; the reconciler stays off (no one queues anything here).
     env = env_for(data_dir, KGAN_BROKER_URL="redis://127.0.0.1:1/0", KGAN_RECONCILE_INTERVAL_S="0")
     with open(log, "w") as out:
@@ -232,7 +239,9 @@ def wrk_rate(url: str, headers: dict[str, str], clients: int, duration: float) -
 async def _httpx_rate(url: str, headers: dict[str, str], clients: int, duration: float) -> Rate:
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout: with httpx's default
+    # of also 5 s, a request can go out on a connection the server is closing (a ReadError).
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
         stop = time.perf_counter() + duration
 
@@ -308,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="samples.png requests (and in-process renders)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per artifact-rate run")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn processes for the throughput run")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn processes for the second run (see above)")
     parser.add_argument("--keep", help="keep the data folder here (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     data_dir = Path(args.keep or tempfile.mkdtemp(prefix="kgan-serving-"))
@@ -326,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - started:.0f} s; measuring…", file=sys.stderr)
             rows += measure(service, "api.serve (default)", model, run_dir, artifact, args)
         with uvicorn_workers(data_dir, service.key, args.workers) as tuned:
-            rows += measure(tuned, f"uvicorn --workers {args.workers} --no-access-log", model, run_dir, artifact, args)
+            label = "uvicorn --no-access-log" + (f" --workers {args.workers}" if args.workers > 1 else "")
+            rows += measure(tuned, label, model, run_dir, artifact, args)
     finally:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
