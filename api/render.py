@@ -1,8 +1,8 @@
 """Per-member PNGs rendered on request from a trained model.
 
 Loaded models stay in an LRU cache so a warm ``samples.png`` costs one generator pass plus
-PNG encoding. The cache is bounded by count (``model_cache_size``) and, when the settings
-give one (``model_cache_bytes``), by memory: the bytes of each model's parameters and
+PNG encoding. The cache is bounded by count (``model_cache_size``) and by memory
+(``model_cache_bytes``, 2 GiB by default): the bytes of each model's parameters and
 buffers, point masses, tiles and any training data a visualisation loaded. The most recent
 model always stays, even alone over the budget (it is the one being rendered).
 
@@ -58,7 +58,7 @@ class Renderer:
     def __init__(self, store: ArtifactStore, settings: Settings, max_bytes: int | None = None):
         self.store, self.settings = store, settings
         # A byte budget from the settings when they have one; count-only otherwise.
-        self.max_bytes = max_bytes if max_bytes is not None else getattr(settings, "model_cache_bytes", None)
+        self.max_bytes = max_bytes if max_bytes is not None else settings.model_cache_bytes
         self._runs: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}

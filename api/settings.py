@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # --- serving ---------------------------------------------------------------------------
     render_device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     model_cache_size: int = Field(8, ge=1, le=1024, description="trained models kept loaded in the API process")
+    model_cache_bytes: int | None = Field(
+        2 * GiB, ge=1, le=1024 * GiB, description="memory the loaded models may take in the API process "
+        "(weights, tiles, data); the least recently used are dropped first")
     max_render_n: int = Field(1024, ge=1, le=65_536, description="most samples one PNG request may ask for")
 
     @field_validator("data_dir", "artifact_dir", "builtin_data_root", "vgg_weights")
