@@ -1,6 +1,6 @@
 """The embedded service (`python -m api.serve`: SQLite, embedded Redis, a real Celery worker)
-as a subprocess, for tests that drive it over HTTP like a user would: the Python client's
-and the gallery's. Same pattern as tests/service/test_e2e.py."""
+as a subprocess, for tests that drive it over HTTP like a user would: the end-to-end service tests, the
+Python client's and the gallery's."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class EmbeddedService:
     url: str
     key: str
     data_dir: Path
+    env: dict[str, str]  # the service's environment, for running `python -m api.keys` beside it
 
 
 def free_port() -> int:
@@ -71,7 +72,7 @@ def embedded_service(data_dir: Path) -> Iterator[EmbeddedService]:
             assert proc.poll() is None, f"the service exited early:\n{log_path.read_text()[-3000:]}"
             key = re.search(r"^\s+(kgan_\S+)\s*$", log_path.read_text(), re.M)
             assert key, "the first start prints an API key"
-            yield EmbeddedService(url, key.group(1), data_dir)
+            yield EmbeddedService(url, key.group(1), data_dir, env)
         finally:
             proc.send_signal(signal.SIGINT)
             try:

@@ -4,10 +4,7 @@ worker), driven over HTTP like a researcher would with httpx."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,57 +14,15 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests._service import embedded_service, poll
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def poll(fn, timeout: float, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except httpx.TransportError:
-            pass
-        time.sleep(every)
-    raise AssertionError(f"timed out; last value {last!r}")
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("embedded")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KGAN_")}
-    env.update(KGAN_RECONCILE_INTERVAL_S="1", KGAN_HEARTBEAT_S="1", KGAN_WORKER_DEVICE="cpu",
-               KGAN_BUILTIN_DATA_ROOT=str(ROOT.parent / "shared" / "data"))
-    log = open(data_dir / "serve.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "api.serve", "--data-dir", str(data_dir), "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        poll(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200, timeout=120)
-        log.seek(0)
-        first = re.search(r"^\s+(kgan_\S+)\s*$", log.read(), re.M)
-        assert first, "the first start prints an API key"
-        yield base, first.group(1), data_dir, env
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        log.seek(0)
-        output = log.read()
-        log.close()
-    assert code == 0, output[-3000:]
+    with embedded_service(tmp_path_factory.mktemp("embedded")) as running:
+        yield running.url, running.key, running.data_dir, running.env
 
 
 @pytest.mark.slow
