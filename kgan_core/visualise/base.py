@@ -131,6 +131,8 @@ def tile_items(run, member: int) -> torch.Tensor:
 
 
 def rounded(values, digits: int = 5):
+    """Numbers for the JSON sibling, to ``digits`` significant digits (not decimal places: a
+    change of 0.0006 must keep its precision, or ratios of rounded numbers drift)."""
     if isinstance(values, torch.Tensor):
         values = values.tolist()
     if isinstance(values, list):
@@ -138,5 +140,5 @@ def rounded(values, digits: int = 5):
     if isinstance(values, dict):
         return {k: rounded(v, digits) for k, v in values.items()}
     if isinstance(values, float):
-        return round(values, digits)
+        return float(f"{values:.{digits}g}")
     return values

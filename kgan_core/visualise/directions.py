@@ -89,9 +89,9 @@ def principal_directions(run, member: int | None = None, *, seed: int = 0, compo
         "principal": [rounded({"component": i, "explained_variance": float(explained[i]),
                                "change_per_unit": float(pc_change[i])}) for i in range(components)],
         "random": [rounded({"change_per_unit": float(v)}) for v in rand_change],
-        "mean_change_principal": round(float(pc_change.mean()), 5),
-        "mean_change_random": round(float(rand_change.mean()), 5),
-        "principal_over_random": round(float(pc_change.mean() / rand_change.mean().clamp_min(1e-12)), 4),
+        "mean_change_principal": rounded(float(pc_change.mean())),
+        "mean_change_random": rounded(float(rand_change.mean())),
+        "principal_over_random": rounded(float(pc_change.mean() / rand_change.mean().clamp_min(1e-12))),
     }
     title = title_for(run, "principal directions", member, seed,
                       f"PCA of the first layer vs random; columns -{span:g}..{span:g} sd")
