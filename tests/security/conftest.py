@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from tests._service import free_port, poll
 from tests.service.conftest import *  # noqa: F403 - the same fixtures, for tests in this folder
 from tests.service.conftest import pytest_generate_tests  # noqa: F401 - parametrises `backend`
-from tests.service.test_e2e import free_port, poll
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
