@@ -30,6 +30,11 @@ class EmbeddedService:
     key: str
     data_dir: Path
     env: dict[str, str]  # the service's environment, for running `python -m api.keys` beside it
+    pid: int  # the API's process (for measuring its memory)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 
 
 def free_port() -> int:
@@ -54,17 +59,19 @@ def poll(fn: Callable[[], T], timeout: float, every: float = 0.5) -> T:
 
 
 @contextlib.contextmanager
-def embedded_service(data_dir: Path) -> Iterator[EmbeddedService]:
-    """Start the service on a free port, wait for /readyz, yield its URL and the API key it
-    printed; stop it with Ctrl-C afterwards and fail if it did not exit cleanly."""
+def embedded_service(data_dir: Path, *, worker: bool = True, **settings: str) -> Iterator[EmbeddedService]:
+    """Start the service on a free port (without its Celery worker if ``worker`` is false, with
+    extra KGAN_* ``settings``), wait for /readyz, yield its URL and the API key it printed;
+    stop it with Ctrl-C afterwards and fail if it did not exit cleanly."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KGAN_")}
     env.update(KGAN_RECONCILE_INTERVAL_S="1", KGAN_HEARTBEAT_S="1", KGAN_WORKER_DEVICE="cpu",
-               KGAN_BUILTIN_DATA_ROOT=str(SHARED_DATA))
+               KGAN_BUILTIN_DATA_ROOT=str(SHARED_DATA), **settings)
     log_path = data_dir / "serve.log"
     with log_path.open("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "api.serve", "--data-dir", str(data_dir), "--port", str(port),
-                                 "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "api.serve", "--data-dir", str(data_dir), "--port", str(port),
+                   "--log-level", "warning"] + ([] if worker else ["--no-worker"])
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             poll(lambda: proc.poll() is not None or httpx.get(f"{url}/readyz", timeout=5).status_code == 200,
@@ -72,7 +79,7 @@ def embedded_service(data_dir: Path) -> Iterator[EmbeddedService]:
             assert proc.poll() is None, f"the service exited early:\n{log_path.read_text()[-3000:]}"
             key = re.search(r"^\s+(kgan_\S+)\s*$", log_path.read_text(), re.M)
             assert key, "the first start prints an API key"
-            yield EmbeddedService(url, key.group(1), data_dir, env)
+            yield EmbeddedService(url, key.group(1), data_dir, env, proc.pid)
         finally:
             proc.send_signal(signal.SIGINT)
             try:

@@ -26,7 +26,8 @@ from api.keys import new_key
 from api.migrate import upgrade
 from api.models import Job
 from api.settings import Settings
-from tests._procs import Proc, free_port, service_env, start_api, start_broker, start_worker, wait_for
+from tests._procs import Proc, service_env, start_api, start_broker, start_worker, wait_for
+from tests._service import free_port
 from tests.service.conftest import PG_ADMIN_URL, SHARED_DATA, User, backends
 
 

@@ -9,7 +9,8 @@ import zipfile
 import httpx
 import pytest
 
-from tests.security.conftest import live_service, peak_rss
+from tests._service import embedded_service
+from tests.security.conftest import peak_rss
 from tests.service.test_datasets import (
     bomb_png,
     digits,
@@ -28,7 +29,7 @@ MAX_GROWTH = 48 * MiB
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    with live_service(tmp_path_factory.mktemp("memory"), worker=False) as live:
+    with embedded_service(tmp_path_factory.mktemp("memory"), worker=False) as live:
         yield live
 
 
@@ -47,7 +48,7 @@ def test_hostile_uploads_keep_the_servers_memory_bounded(live, tmp_path):
         ("images.zip", zip_of({"big.png": bomb_png()}), "pixels"),
         ("images.zip", nested(8), "nested archives"),
     ]
-    with httpx.Client(base_url=live.base, headers=live.headers, timeout=120) as api:
+    with httpx.Client(base_url=live.url, headers=live.headers, timeout=120) as api:
         for _ in range(2):  # warm up: imports, PIL's decoders, the preview path
             r = api.post("/v1/datasets", files={"file": ("ok.zip", zip_of(digits(16, side=32)))})
             assert r.status_code == 201, r.text
