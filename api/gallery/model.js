@@ -144,16 +144,25 @@ function visualiseForm(model, member, choices, priors, onStarted) {
   const form = h("form", { class: "visualise-form" },
     h("label", {}, "Visualise ", what), h("label", {}, "Options ", options), priorLabel,
     h("button", { type: "submit" }, "Start"), status);
+  submitsJob(form, status, onStarted, () => {
+    const params = { model_id: model.id, what: what.value, options: JSON.parse(options.value || "{}") };
+    if (member !== null) params.member = member;
+    if (what.value === "activation-max" && prior.value) {
+      params.prior_id = prior.value;
+      params.options.methods ??= ["pixel", "regularised", "prior"];
+    }
+    return { kind: "visualise", params };
+  });
+  return form;
+}
+
+// On submit: POST the job that request() describes, then hand it to onStarted; a refusal, or
+// options that are not JSON, is shown in status instead.
+function submitsJob(form, status, onStarted, request) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const params = { model_id: model.id, what: what.value, options: JSON.parse(options.value || "{}") };
-      if (member !== null) params.member = member;
-      if (what.value === "activation-max" && prior.value) {
-        params.prior_id = prior.value;
-        params.options.methods ??= ["pixel", "regularised", "prior"];
-      }
-      const job = await postJSON("/v1/jobs", { kind: "visualise", params });
+      const job = await postJSON("/v1/jobs", request());
       status.replaceChildren();
       onStarted(job);
     } catch (error) {
@@ -161,7 +170,6 @@ function visualiseForm(model, member, choices, priors, onStarted) {
         { title: "Options are not JSON", detail: error.message } : error));
     }
   });
-  return form;
 }
 
 function jobLine(job) {
@@ -181,19 +189,8 @@ function priorForm(model, trainJob, onStarted) {
   const form = h("form", { class: "prior-form" },
     h("label", {}, "Learn an image prior on this model's data (options) ", options),
     h("button", { type: "submit" }, "Train prior"), status);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const params = { ...source, image_size: model.item_shape[model.item_shape.length - 1],
-                       ...JSON.parse(options.value || "{}") };
-      const job = await postJSON("/v1/jobs", { kind: "train_prior", params });
-      status.replaceChildren();
-      onStarted(job);
-    } catch (error) {
-      status.replaceChildren(errorBox(error instanceof SyntaxError ?
-        { title: "Options are not JSON", detail: error.message } : error));
-    }
-  });
+  submitsJob(form, status, onStarted, () => ({ kind: "train_prior", params: {
+    ...source, image_size: model.item_shape[model.item_shape.length - 1], ...JSON.parse(options.value || "{}") } }));
   return form;
 }
 
