@@ -88,13 +88,14 @@ def test_api_restart_changes_nothing_for_running_jobs(stack_factory):
     def poll() -> None:
         with stack.client(user, timeout=5) as client:
             while not stop.is_set():
-                t = time.monotonic()
+                # Stamped when the answer or the error arrives: a request sent just before the
+                # API is killed fails after the kill, inside the outage, not before it.
                 try:
                     r = client.get(f"/v1/jobs/{job_id}")
-                    seen.append((t, "ok" if r.status_code == 200 else f"http {r.status_code}",
+                    seen.append((time.monotonic(), "ok" if r.status_code == 200 else f"http {r.status_code}",
                                  r.json() if r.status_code == 200 else None))
                 except httpx.TransportError as exc:
-                    seen.append((t, type(exc).__name__, None))
+                    seen.append((time.monotonic(), type(exc).__name__, None))
                 time.sleep(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
