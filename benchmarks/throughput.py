@@ -1,6 +1,6 @@
 """Training throughput: k members as one stacked model vs the sequential loop.
 
-    .venv/bin/python benchmarks/throughput.py [--device cpu|cuda] [--ks 1,3,8,16] [--seconds 3]
+    .venv/bin/python benchmarks/throughput.py [--device cpu|cuda] [--ks 1,3,8,16] [--seconds 3] [--malloc keep|default]
 
 Member-images per second through a full k-GAN step (n_critic critic updates with gradient
 penalty + one generator update, for all k members), batched against sequential, measured
@@ -19,6 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kgan_core.models import ModelSpec, build_critic, build_generator
+from kgan_core.runtime import keep_freed_memory
 from kgan_core.train import BatchedMembers, SequentialMembers, TrainConfig
 
 NETS = {
@@ -149,11 +150,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--n-critic", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
+    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                   help="keep: glibc reuses freed blocks, as `kgan train` and the worker run "
+                        "(kgan_core.runtime.keep_freed_memory); default: glibc's own behaviour")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    kept = args.malloc == "keep" and keep_freed_memory()
+    print(f"malloc: {'freed blocks kept for reuse' if kept else 'glibc default'}")
     for line in table(torch.device(args.device), [int(x) for x in args.ks.split(",")], args.nets.split(","),
                       args.batch, args.n_critic, args.seconds):
         print(line, flush=True)

@@ -22,6 +22,7 @@ from kgan_core.checkpoint import CheckpointError
 from kgan_core.data import DatasetError
 from kgan_core.models import ArchitectureError
 from kgan_core.render import image_grid, png_bytes, save_bytes, scatter_png
+from kgan_core.runtime import keep_freed_memory
 from kgan_core.train import Progress, TrainConfig, TrainingError, train
 
 USER_ERRORS = (DatasetError, CheckpointError, ArchitectureError, TrainingError, ValidationError,
@@ -67,6 +68,7 @@ def print_progress(progress: Progress) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    keep_freed_memory()
     result = train(config, Path(args.out), callback=None if args.quiet else print_progress,
                    resume=not args.no_resume)
     print(f"run saved in {result.run_dir} at step {result.step}")

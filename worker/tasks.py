@@ -58,6 +58,9 @@ def _install_stop_handlers() -> None:
 @worker_process_init.connect
 def _fresh_process(**_):
     runner.cache_clear()
+    from kgan_core.runtime import keep_freed_memory  # no torch import; see the module docstring
+
+    keep_freed_memory()
     signal.signal(STOP_SIGNAL, _on_stop_signal)
 
 
