@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from api.auth import owner_for_header
-from api.db import Database
+from api.db import READ_ONLY, Database
 from api.models import Owner
 from api.settings import Settings
 from api.storage import ArtifactStore
@@ -48,8 +48,11 @@ DatabaseDep = Annotated[Database, Depends(get_db)]
 def current_owner(session: SessionDep,
                   authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None) -> Owner:
     owner = owner_for_header(session, authorization)
-    # Auth only reads; end the transaction so SQLite's write lock is not held across the route.
-    session.commit()
+    if not READ_ONLY.get():
+        # Auth only reads; end the transaction so SQLite's write lock (BEGIN IMMEDIATE) is not
+        # held across a route that writes. A GET's transaction is deferred and takes no lock,
+        # so it goes on into the route: two statements fewer on the hottest requests.
+        session.commit()
     return owner
 
 

@@ -8,12 +8,12 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep, StoreDep
-from api.errors import Problem
+from api.errors import Problem, not_found
 from api.models import Artifact, Owner
 from api.pagination import paginate
 from api.schemas import ArtifactOut, Page
@@ -35,6 +35,17 @@ def _disposition(filename: str) -> dict[str, str]:
 
 def get_owned_artifact(session: Session, owner: Owner, artifact_id: str) -> Artifact:
     return get_owned(session, owner, Artifact, artifact_id, "artifact")
+
+
+def artifact_file(session: Session, owner: Owner, artifact_id: str) -> Row:
+    """Just what sending the file needs; a download does not load (or JSON-decode) ``meta``."""
+    row = session.execute(
+        select(Artifact.id, Artifact.owner_id, Artifact.sha256, Artifact.path, Artifact.media_type,
+               Artifact.filename).where(Artifact.id == artifact_id)
+    ).one_or_none()
+    if row is None or row.owner_id != owner.id:
+        raise not_found("artifact", artifact_id)
+    return row
 
 
 def artifact_out(a: Artifact) -> ArtifactOut:
@@ -77,7 +88,7 @@ def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, sto
                  request: Request) -> Response:
     """The file, streamed from disk in chunks (never read into memory whole); Range requests
     are answered with 206. The ETag is the content's sha256, so it is strong and never changes."""
-    a = get_owned_artifact(session, owner, artifact_id)
+    a = artifact_file(session, owner, artifact_id)
     etag = f'"{a.sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     match = request.headers.get("if-none-match")
