@@ -135,6 +135,50 @@ def table(device: torch.device, ks: list[int], nets: list[str], batch: int = 64,
                    f"{flops / 1e9:.1f} | {100 * flops / peak:.0f}% |")
 
 
+# The compute kernels proper; everything else in a step (elementwise ops, batch norm, copies,
+# the optimiser, autograd bookkeeping) is overhead that batching can, in principle, remove.
+KERNELS = ("aten::convolution_backward", "aten::_convolution", "aten::mkldnn_convolution",
+           "aten::cudnn_convolution", "aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+
+
+def kernel_split(step) -> tuple[float, float]:
+    """(kernel ms, other ms) of one step by torch.profiler's self CPU time (CPU only)."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    kernels = other = 0.0
+    for event in prof.key_averages():
+        if event.key in KERNELS:
+            kernels += event.self_cpu_time_total
+        else:
+            other += event.self_cpu_time_total
+    return kernels / 1e3, other / 1e3
+
+
+def breakdown(ks: list[int], nets: list[str], batch: int = 64, n_critic: int = 5, seconds: float = 3.0):
+    """Yield markdown rows: where the batched step's CPU time goes, and the most batching could give.
+
+    If the batched step kept only its compute kernels and no overhead at all, it would take its
+    kernel time; the timed sequential step ÷ that is the ceiling of batched ÷ sequential with
+    these kernels — reaching more needs faster kernels, not better batching.
+    """
+    device, config = torch.device("cpu"), TrainConfig()
+    yield ("| net | k | sequential ms/step | batched ms/step | batched: kernels / other ms (profiled) "
+           "| ceiling of batched ÷ sequential |")
+    yield "|---|---|---|---|---|---|"
+    for net in nets:
+        spec = NETS[net]
+        for k in ks:
+            torch.manual_seed(0)
+            generator, critic = build_generator(spec, k), build_critic(spec, k)
+            sequential = make_step(SequentialMembers(generator, critic, config), spec, k, batch, n_critic, device)
+            batched = make_step(BatchedMembers(generator, critic, config), spec, k, batch, n_critic, device)
+            s, b = time_step(sequential, device, seconds), time_step(batched, device, seconds)
+            kernels, other = kernel_split(batched)
+            yield (f"| {net} | {k} | {s * 1e3:,.0f} | {b * 1e3:,.0f} | {kernels:,.0f} / {other:,.0f} "
+                   f"| {s * 1e3 / kernels:.2f}× |")
+
+
 def autocast(step, device: torch.device):
     def wrapped():
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -153,6 +197,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--malloc", choices=("keep", "default"), default="keep",
                    help="keep: glibc reuses freed blocks, as `kgan train` and the worker run "
                         "(kgan_core.runtime.keep_freed_memory); default: glibc's own behaviour")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also profile one step of each path: kernel vs other CPU time (CPU only)")
     return p
 
 
@@ -163,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     for line in table(torch.device(args.device), [int(x) for x in args.ks.split(",")], args.nets.split(","),
                       args.batch, args.n_critic, args.seconds):
         print(line, flush=True)
+    if args.breakdown:
+        print()
+        for line in breakdown([int(x) for x in args.ks.split(",")], args.nets.split(","), args.batch, args.n_critic,
+                              args.seconds):
+            print(line, flush=True)
     return 0
 
 

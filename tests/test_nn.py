@@ -147,3 +147,16 @@ def test_gpu_benchmark_runs_on_cpu_with_a_tiny_setting(capsys):
                      "--batch", "2", "--n-critic", "1", "--seconds", "0"]) == 0
     out = capsys.readouterr().out
     assert "bf16 autocast off" in out and "| mlp (points) | 2 |" in out
+
+
+def test_throughput_breakdown_splits_the_batched_step_into_kernels_and_the_rest(capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import throughput
+
+    assert throughput.main(["--ks", "2", "--nets", "mlp (points)", "--batch", "2", "--n-critic", "1",
+                            "--seconds", "0", "--malloc", "default", "--breakdown"]) == 0
+    out = capsys.readouterr().out
+    assert "malloc: glibc default" in out
+    row = next(line for line in out.splitlines() if line.startswith("| mlp (points) | 2 |") and "/" in line)
+    kernels, other = (float(x.replace(",", "")) for x in row.split("|")[5].split("/"))
+    assert kernels > 0 and other > 0  # the MLP's baddbmm/bmm are kernels; Adam and the rest are not
