@@ -19,6 +19,9 @@ from api.settings import Settings
 READ_ONLY: ContextVar[bool] = ContextVar("kgan_db_read_only", default=False)
 
 
+SQLITE_POOL_SIZE = 40
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -28,7 +31,11 @@ def make_engine(url: str) -> Engine:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # As many pooled connections as the API's thread pool has threads (anyio's default, 40):
+        # a connection beyond the pool is opened (with its PRAGMAs) and closed per request, which
+        # under 16 concurrent clients was ~6 % of the API's CPU time on cached artifact GETs.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record) -> None:
