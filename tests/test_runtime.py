@@ -11,7 +11,8 @@ import pytest
 PAGES_PER_STEP = 4 * 40 * 2**20 // 4096  # four 40 MiB tensors, as a stacked model's activations
 
 # A fresh interpreter: the setting is process-wide, and the count must not include whatever
-# the test process allocated before.
+# the test process allocated before. The median step: now and then glibc's heap still grows by
+# a step's worth (seen once in CI: one step in ten), which says nothing about the steady state.
 PROBE = textwrap.dedent("""
     import resource, sys, torch
     from kgan_core.runtime import keep_freed_memory
@@ -23,10 +24,12 @@ PROBE = textwrap.dedent("""
         return float((a + b).relu()[0])
     for _ in range(3):
         step()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
+    faults = []
+    for _ in range(11):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step()
-    print(int(kept), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(int(kept), sorted(faults)[5])
 """)
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
@@ -42,7 +45,7 @@ def faults_per_step(mode: str) -> tuple[bool, float]:
 def test_freed_tensor_memory_is_reused_without_page_faults():
     kept, faults = faults_per_step("keep")
     assert kept, "glibc's mallopt refused the settings"
-    # glibc's heap still grows now and then (up to 5 % measured); without the setting, 100 %.
+    # Without the setting, 100 %.
     assert faults < PAGES_PER_STEP / 10, f"{faults:.0f} page faults per step: freed memory was not reused"
 
 
