@@ -58,9 +58,9 @@ def check_job_slots(session: Session, owner: Owner, settings: Settings) -> None:
 
 
 def _storage_problem(status: int, title: str, detail: str, used: int, cap: int) -> Problem:
-    return Problem(status, title, detail + " Ask the server's operator to raise KGAN_MAX_STORED_BYTES_PER_OWNER "
-                   "or to remove datasets and models you no longer need.", slug="storage-quota-exceeded",
-                   limit=cap, in_use=used)
+    return Problem(status, title, detail + " Delete datasets and models you no longer need (DELETE "
+                   "/v1/datasets/{id}, DELETE /v1/models/{id}), or ask the server's operator to raise "
+                   "KGAN_MAX_STORED_BYTES_PER_OWNER.", slug="storage-quota-exceeded", limit=cap, in_use=used)
 
 
 def check_storage_for_job(session: Session, owner: Owner, settings: Settings) -> None:

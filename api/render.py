@@ -77,6 +77,12 @@ class Renderer:
         with self._cache_lock:
             self._runs.clear()
 
+    def forget(self, model_id: str) -> None:
+        """Drop a deleted model from the cache (its files are about to go)."""
+        with self._cache_lock:
+            self._runs.pop(model_id, None)
+            self._load_locks.pop(model_id, None)
+
     def _evict(self) -> None:
         # Called with _cache_lock held.
         def over() -> bool:

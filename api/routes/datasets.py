@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api import datasets as service
 from api import quotas
 from api.auth import get_owned
+from api.deletions import delete_dataset
 from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
 from api.errors import Problem, validation_problem
 from api.models import Dataset, Owner, new_id
@@ -139,3 +140,13 @@ def dataset_preview(dataset_id: str, owner: CurrentOwner, session: SessionDep, s
         raise Problem(410, "Preview missing", f"The preview of dataset {dataset.id} is gone from the artifact store.",
                       slug="artifact-missing")
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               responses={204: {"description": "deleted, with its archive and preview"},
+                          409: {"description": "unfinished jobs read it, or models trained on the uploaded "
+                                "archive still need it (the problem lists them)"}})
+def remove_dataset(dataset_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep) -> Response:
+    """Delete a dataset to free its storage. Jobs that used it stay in the job list."""
+    delete_dataset(session, store, owner, dataset_id).remove_files()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

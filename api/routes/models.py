@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth import get_owned
-from api.deps import CurrentOwner, SessionDep
+from api.deletions import delete_model
+from api.deps import CurrentOwner, SessionDep, StoreDep
 from api.errors import Problem
 from api.models import Model, Owner
 from api.pagination import paginate
@@ -59,6 +60,19 @@ def list_models(owner: CurrentOwner, session: SessionDep, request: Request,
 @router.get("/{model_id}", response_model=ModelOut)
 def get_model(model_id: str, owner: CurrentOwner, session: SessionDep) -> ModelOut:
     return model_out(get_owned_model(session, owner, model_id))
+
+
+@router.delete("/{model_id}", status_code=204, response_class=Response,
+               responses={204: {"description": "deleted, with its checkpoint and every artifact made from it"},
+                          409: {"description": "unfinished jobs use the model (the problem lists them)"}})
+def remove_model(model_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep,
+                 request: Request) -> Response:
+    """Delete a model to free its storage: its checkpoint, run folder, and the pictures and
+    priors made from it. The jobs that made them stay in the job list."""
+    removal = delete_model(session, store, owner, model_id)
+    request.app.state.renderer.forget(model_id)
+    removal.remove_files()
+    return Response(status_code=204)
 
 
 def _member_ref(session: Session, owner: Owner, model_id: str, k: int) -> tuple[ModelRef, Model]:
