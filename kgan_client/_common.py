@@ -49,6 +49,10 @@ def data_source(dataset: DatasetRef | None, dataset_id: str | None) -> dict[str,
     return {"dataset": dataset} if dataset is not None else {"dataset_id": dataset_id}  # type: ignore[dict-item]
 
 
+def dataset_id_of(dataset: DatasetRef) -> str:
+    return dataset.id if isinstance(dataset, DatasetInfo) else dataset
+
+
 def model_id_of(model: ModelRef) -> str:
     return model.id if isinstance(model, ModelInfo) else model
 

@@ -81,6 +81,10 @@ class AsyncClient:
     async def builtin_datasets(self) -> list[BuiltinDataset]:
         return [BuiltinDataset.model_validate(d) for d in (await self.request("GET", "/v1/datasets/builtin")).json()]
 
+    async def delete_dataset(self, dataset: common.DatasetRef) -> None:
+        """As Client.delete_dataset."""
+        await self.request("DELETE", f"/v1/datasets/{common.dataset_id_of(dataset)}")
+
     # jobs
     async def submit(self, kind: str, params: dict[str, Any], *, idempotency_key: str | None = None) -> AsyncJob:
         r = await self.request("POST", "/v1/jobs", **common.job_request(kind, params, idempotency_key))
@@ -119,6 +123,10 @@ class AsyncClient:
 
     async def models(self) -> list[AsyncModel]:
         return [AsyncModel(self, ModelInfo.model_validate(m)) async for m in self._pages("/v1/models", {"limit": 100})]
+
+    async def delete_model(self, model: common.ModelRef) -> None:
+        """As Client.delete_model."""
+        await self.request("DELETE", f"/v1/models/{common.model_id_of(model)}")
 
     async def artifacts(self, *, model_id: str | None = None, job_id: str | None = None, member: int | None = None,
                         kind: str | None = None) -> list[ArtifactInfo]:

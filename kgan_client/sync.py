@@ -84,6 +84,11 @@ class Client:
     def builtin_datasets(self) -> list[BuiltinDataset]:
         return [BuiltinDataset.model_validate(d) for d in self.request("GET", "/v1/datasets/builtin").json()]
 
+    def delete_dataset(self, dataset: common.DatasetRef) -> None:
+        """Delete one of your datasets (its archive and preview) to free storage. Refused (ApiError
+        409, naming them) while unfinished jobs read it or models trained on the upload need it."""
+        self.request("DELETE", f"/v1/datasets/{common.dataset_id_of(dataset)}")
+
     # jobs
     def submit(self, kind: str, params: dict[str, Any], *, idempotency_key: str | None = None) -> Job:
         """Any job kind with its parameters as the API takes them (train, train_prior, visualise)."""
@@ -126,6 +131,11 @@ class Client:
 
     def models(self) -> list[Model]:
         return [Model(self, ModelInfo.model_validate(m)) for m in self._pages("/v1/models", {"limit": 100})]
+
+    def delete_model(self, model: common.ModelRef) -> None:
+        """Delete a model with its checkpoint and every artifact made from it, to free storage.
+        Refused (ApiError 409, naming them) while unfinished jobs use it."""
+        self.request("DELETE", f"/v1/models/{common.model_id_of(model)}")
 
     def artifacts(self, *, model_id: str | None = None, job_id: str | None = None, member: int | None = None,
                   kind: str | None = None) -> list[ArtifactInfo]:

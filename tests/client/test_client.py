@@ -93,6 +93,13 @@ def test_upload_train_on_images_and_visualise_a_member(service, tmp_path):
         [path] = job.download_artifacts(tmp_path)
         assert Image.open(path).format == "PNG"
         assert [a.id for a in member.artifacts("activation-max")] == [artifact.id]
+        # Freeing the storage: the upload stays while the model trained on it needs it.
+        with pytest.raises(ApiError) as in_use:
+            kgan.delete_dataset(dataset)
+        assert in_use.value.status == 409 and model.id in in_use.value.detail
+        kgan.delete_model(model.id)
+        kgan.delete_dataset(dataset)
+        assert kgan.artifacts(model_id=model.id) == [] and dataset.id not in [d.id for d in kgan.datasets()]
 
 
 def test_refusals_raise_errors_that_say_what_to_do(service, ring8_job):
@@ -131,5 +138,12 @@ def test_async_client_does_the_same(service, ring8_job):
             with pytest.raises(ApiError) as missing:
                 await kgan.model("no-such-model")
             assert missing.value.status == 404
+            await kgan.delete_model(model.id)
+            with pytest.raises(ApiError) as gone:
+                await kgan.model(model.id)
+            assert gone.value.status == 404
+            dataset = await kgan.upload_dataset(digits_zip(), filename="digits.zip")
+            await kgan.delete_dataset(dataset)
+            assert dataset.id not in [d.id for d in await kgan.datasets()]
 
     asyncio.run(main())
