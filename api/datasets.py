@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from api import quotas
 from api.errors import Problem
 from api.models import Dataset, Owner, new_id
 from api.settings import Settings
@@ -89,6 +90,11 @@ def create_upload(session: Session, owner: Owner, store: ArtifactStore, settings
                       item_shape=shape, meta={"filename": filename[:255], "sizes": report.sizes[:16],
                                               "channels": report.channels, "skipped_files": report.skipped,
                                               "uncompressed_bytes": report.uncompressed_bytes})
+        # The check that counts: in the transaction that adds the row, with the owner locked, so two
+        # uploads that each fit alone cannot both be let in (the route's earlier checks only spare
+        # receiving and inspecting an upload that cannot fit).
+        quotas.lock_owner(session, owner)
+        quotas.check_storage_for_upload(session, owner, settings, size)
         session.add(row)
         session.commit()
     except BaseException:

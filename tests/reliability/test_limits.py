@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import select
 
 from api.jobs import reconcile_once
 from api.keys import new_key
@@ -109,6 +110,36 @@ def test_stored_bytes_cap_refuses_uploads_and_new_jobs(make_client):
     assert client.post("/v1/datasets", json={"builtin": "ring8"}, headers=ada.headers).status_code == 201
     assert post_job(client, ada).status_code == 202
     assert upload(client, bob, archive).status_code == 201  # another owner has their own quota
+
+
+def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
+    """The cap is checked again in the transaction that adds the dataset: an upload that passed the
+    route's checks while another one was being received is refused once that one is stored."""
+    from api import datasets as service
+    from api.db import Database
+    from api.errors import Problem
+    from api.models import Owner
+    from api.storage import ArtifactStore
+
+    archive = images_zip()
+    stack, client = make_client(max_stored_bytes_per_owner=len(archive) + len(archive) // 2)
+    ada = user(stack.settings)
+    store = ArtifactStore(stack.settings.artifacts)
+    staged = store.root / "uploads" / "slow.part"  # received, and under the cap when it arrived
+    staged.write_bytes(archive)
+    assert upload(client, ada, archive).status_code == 201  # the faster one is stored meanwhile
+    before = sorted(p.name for p in (store.root / "datasets").iterdir())
+    db = Database(stack.settings)
+    try:
+        with db.sessions() as session:
+            owner = session.scalars(select(Owner).where(Owner.name == ada.name)).one()
+            with pytest.raises(Problem) as refused:
+                service.create_upload(session, owner, store, stack.settings, staged, "slow.zip", None, len(archive))
+    finally:
+        db.dispose()
+    assert refused.value.status == 413 and f"{len(archive)}-byte upload" in refused.value.detail
+    assert sorted(p.name for p in (store.root / "datasets").iterdir()) == before and not staged.exists()
+    assert client.get("/v1/datasets", headers=ada.headers).json()["total"] == 1
 
 
 def test_full_storage_refuses_uploads_before_reading_them_and_refuses_jobs(make_client):
