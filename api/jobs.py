@@ -299,11 +299,11 @@ def reconcile_once(db: Database, settings: Settings, send: Sender) -> dict[str, 
             if job.cancel_requested:
                 job.status, job.finished_at = "cancelled", now
                 counts["cancelled"] += 1
-            elif job.attempt >= settings.max_attempts:
+            elif job.attempt - job.handed_back >= settings.max_attempts:
                 job.status, job.finished_at = "failed", now
                 job.error_title = "Worker lost too often"
-                job.error_detail = (f"The job's worker stopped answering {job.attempt} times (the limit is "
-                                    f"{settings.max_attempts}); its last checkpoint is kept.")
+                job.error_detail = (f"The job's worker was lost {job.attempt - job.handed_back} times (the limit "
+                                    f"is {settings.max_attempts}); its last checkpoint is kept.")
                 counts["failed"] += 1
             else:
                 log.warning("job %s attempt %s lost its lease (worker %s); re-queueing", job.id, job.attempt,

@@ -105,6 +105,9 @@ class Job(Base):
     # Fencing: every claim increments attempt; a worker may write only while the row still
     # carries its attempt, so a stale worker cannot overwrite a newer attempt's results.
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts that ended in a graceful shutdown (checkpointed and re-queued, as a deploy does):
+    # unlike a lost worker, they do not count toward KGAN_MAX_ATTEMPTS.
+    handed_back: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker: Mapped[str | None] = mapped_column(String(255), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)

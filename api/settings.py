@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(5.0, ge=0.0, le=3600.0, description="0 turns the API's reconciler off")
     redispatch_after_s: float = Field(
         600.0, ge=1.0, le=86_400.0, description="re-send a still-queued job's message after this long (lost broker)")
-    max_attempts: int = Field(20, ge=1, le=1000, description="worker losses a job survives before it fails")
+    max_attempts: int = Field(20, ge=1, le=1000, description="worker losses a job survives before it fails "
+                              "(graceful shutdowns, which checkpoint and re-queue it, do not count)")
     job_time_limit_s: int = Field(
         7 * 86_400, ge=1, le=90 * 86_400,
         description="wall-clock seconds from a job's first start; past it the job fails, keeping its checkpoint")

@@ -126,11 +126,11 @@ class JobRunner:
                 job.status, job.finished_at = "failed", now
                 job.error_title, job.error_detail = "Time limit reached", self.time_limit_detail()
                 return None
-            if job.attempt >= self.settings.max_attempts:
+            if job.attempt - job.handed_back >= self.settings.max_attempts:
                 job.status, job.finished_at = "failed", now
                 job.error_title = "Worker lost too often"
-                job.error_detail = (f"The job was started {job.attempt} times without finishing; "
-                                    "its last checkpoint is kept.")
+                job.error_detail = (f"The job's worker was lost {job.attempt - job.handed_back} times (the limit is "
+                                    f"{self.settings.max_attempts}); its last checkpoint is kept.")
                 return None
             job.attempt += 1
             job.status, job.worker = "running", self.me
@@ -326,7 +326,7 @@ class JobRunner:
             # Back to the queue, not failed: the next attempt resumes from the checkpoint just written.
             at_step = {} if step is None else {"step": step}
             if not self.fenced(claim, status="queued", worker=None, lease_expires_at=None, enqueued_at=None,
-                               eta_s=None, **at_step):
+                               eta_s=None, handed_back=Job.handed_back + 1, **at_step):
                 return "superseded"
             log.info("job %s attempt %s checkpointed for shutdown; re-queued", claim.job_id, claim.attempt)
             dispatch(self.db, self.send, claim.job_id)

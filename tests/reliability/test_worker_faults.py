@@ -29,7 +29,8 @@ def pool_child(worker) -> int:
 
 
 def test_sigterm_checkpoints_and_requeues_the_running_job(stack_factory):
-    stack = stack_factory()
+    # Two graceful stops with max_attempts=2: a shutdown hands the job back, it is not a lost worker.
+    stack = stack_factory(max_attempts=2)
     stack.start_broker()
     stack.start_api()
     user = stack.user()

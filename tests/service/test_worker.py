@@ -166,4 +166,35 @@ def test_shutdown_checkpoints_and_requeues_instead_of_failing(client, alice, set
     summary = settings.artifacts / "runs" / job_id / "attempt-0001" / "run.json"
     assert json.loads(summary.read_text())["step"] == job["progress"]["step"] >= 4  # checkpointed where it stopped
     assert any(job_id.encode() in m for m in broker.lrange(settings.queue, 0, -1))  # and sent again
+    assert row(settings, job_id).handed_back == 1  # a shutdown, not a lost worker
     client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers)
+
+
+def row(settings, job_id: str) -> Job:
+    db = Database(settings)
+    try:
+        with db.session() as s:
+            return s.get(Job, job_id)
+    finally:
+        db.dispose()
+
+
+def test_attempts_handed_back_at_a_shutdown_do_not_count_toward_max_attempts(client, alice, settings):
+    # Deploys restart workers gracefully as often as they like: a long job must survive them.
+    most = settings.max_attempts
+    redeployed = submit(client, alice)
+    set_row(settings, redeployed, attempt=most + 5, handed_back=7)  # lost most - 2 times in most + 5 starts
+    claim = JobRunner(settings).claim(redeployed)
+    assert claim is not None and claim.attempt == most + 6
+    set_row(settings, redeployed, lease_expires_at=utcnow() - timedelta(seconds=5))  # lost: most - 1
+    db = Database(settings)
+    try:
+        assert reconcile_once(db, settings, lambda _id: None)["requeued"] == 1
+        assert row(settings, redeployed).status == "queued"
+        # Losses alone use the attempts up: one more (as if a shutdown had not been one) and it fails.
+        set_row(settings, redeployed, handed_back=6)
+        assert JobRunner(settings).claim(redeployed) is None
+    finally:
+        db.dispose()
+    job = client.get(f"/v1/jobs/{redeployed}", headers=alice.headers).json()
+    assert job["status"] == "failed" and f"lost {most} times" in job["error"]["detail"]
