@@ -3,7 +3,7 @@
 // visualisation jobs (activation maximisation with and without the prior, principal
 // directions, ...) with their numbers. Each column can start a visualisation job of its own.
 
-import { allPages, getJSON, imageURL, postJSON, query } from "./api.js";
+import { allPages, api, getJSON, imageURL, postJSON, query } from "./api.js";
 import { memberColour } from "./charts.js";
 import { badge, errorBox, h, num, percent, progressBar, short, when } from "./dom.js";
 
@@ -194,6 +194,25 @@ function priorForm(model, trainJob, onStarted) {
   return form;
 }
 
+// Deleting frees the owner's storage: the checkpoint and every picture made from the model.
+// The API refuses (409, naming them) while unfinished jobs use it; the refusal is shown here.
+function deleteForm(model) {
+  const status = h("div", { class: "form-status" });
+  const form = h("form", { class: "delete-model" },
+    h("button", { type: "submit", class: "danger" }, "Delete model"), status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!confirm(`Delete model ${short(model.id)}, its checkpoint and every picture made from it?`)) return;
+    try {
+      await api(`/v1/models/${model.id}`, { method: "DELETE" });
+      location.hash = "#/models";
+    } catch (error) {
+      status.replaceChildren(errorBox(error));
+    }
+  });
+  return form;
+}
+
 // --- the page ----------------------------------------------------------------------------
 
 export async function modelView(view, ctx, modelId) {
@@ -280,7 +299,7 @@ export async function modelView(view, ctx, modelId) {
 
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/models" }, "← All models")),
-    h("h1", {}, "Model ", h("code", {}, short(model.id))), summary,
+    h("h1", {}, "Model ", h("code", {}, short(model.id))), summary, deleteForm(model),
     h("section", { class: "ensemble panel" }, h("h2", {}, "The ensemble"), ensembleSlot, ensembleForm,
       model.dataset_kind === "images" ? priorForm(model, trainJob, started(null)) : "", ensembleJobs),
     h("h2", {}, `The ${model.k} members, side by side`), grid);

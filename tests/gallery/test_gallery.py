@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kgan_client import Client
+from kgan_client import ApiError, Client
 from tests._service import IMAGES_TINY, RING8_TINY, digits_zip
 
 pytestmark = pytest.mark.slow
@@ -166,4 +166,22 @@ def test_start_training_from_the_jobs_page_watch_it_live_and_cancel_it(page, ser
     page.wait_for_selector("svg.chart[aria-label='critic loss'] path.line")
     page.click("button:text('Cancel')")
     page.wait_for_selector(".badge.cancelled", timeout=60_000)
+    assert not page.script_errors
+
+
+def test_delete_a_model_from_its_page(page, service):
+    with Client(service.url, service.key) as kgan:
+        model_id = kgan.train("ring8", **RING8_TINY).wait(poll_s=0.5).model().id
+    sign_in(page, service)
+    page.goto(f"{service.url}/gallery/#/models/{model_id}")
+    page.wait_for_selector("form.delete-model button")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.click("form.delete-model button")
+    page.wait_for_selector("h1:text('Models')")
+    assert asked and model_id[:8] in asked[0]
+    assert page.locator(f"a[href='#/models/{model_id}']").count() == 0
+    with Client(service.url, service.key) as kgan, pytest.raises(ApiError) as gone:
+        kgan.model(model_id)
+    assert gone.value.status == 404
     assert not page.script_errors
