@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -285,6 +285,19 @@ def broker_restarted(broker_url: str | None) -> bool:
     return previous is not None and previous != run_id
 
 
+def fail_if_lost_too_often(job: Job, settings: Settings, now: datetime) -> bool:
+    """Fail a job whose worker was lost KGAN_MAX_ATTEMPTS times; attempts handed back at a
+    graceful shutdown (checkpointed and re-queued) are not losses."""
+    losses = job.attempt - job.handed_back
+    if losses < settings.max_attempts:
+        return False
+    job.status, job.finished_at = "failed", now
+    job.error_title = "Worker lost too often"
+    job.error_detail = (f"The job's worker was lost {losses} times (the limit is {settings.max_attempts}); "
+                        "its last checkpoint is kept.")
+    return True
+
+
 def reconcile_once(db: Database, settings: Settings, send: Sender) -> dict[str, int]:
     """Re-queue running jobs whose lease expired and re-send queued jobs whose message may be lost
     (every queued job at once when the broker restarted, otherwise those queued for a long time)."""
@@ -299,11 +312,7 @@ def reconcile_once(db: Database, settings: Settings, send: Sender) -> dict[str, 
             if job.cancel_requested:
                 job.status, job.finished_at = "cancelled", now
                 counts["cancelled"] += 1
-            elif job.attempt - job.handed_back >= settings.max_attempts:
-                job.status, job.finished_at = "failed", now
-                job.error_title = "Worker lost too often"
-                job.error_detail = (f"The job's worker was lost {job.attempt - job.handed_back} times (the limit "
-                                    f"is {settings.max_attempts}); its last checkpoint is kept.")
+            elif fail_if_lost_too_often(job, settings, now):
                 counts["failed"] += 1
             else:
                 log.warning("job %s attempt %s lost its lease (worker %s); re-queueing", job.id, job.attempt,

@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from api.db import Database, utcnow
-from api.jobs import dispatch, holder_is_dead, worker_identity
+from api.jobs import dispatch, fail_if_lost_too_often, holder_is_dead, worker_identity
 from api.models import Artifact, Dataset, Job, Model
 from api.settings import Settings
 from api.storage import ArtifactStore, file_sha256
@@ -126,11 +126,7 @@ class JobRunner:
                 job.status, job.finished_at = "failed", now
                 job.error_title, job.error_detail = "Time limit reached", self.time_limit_detail()
                 return None
-            if job.attempt - job.handed_back >= self.settings.max_attempts:
-                job.status, job.finished_at = "failed", now
-                job.error_title = "Worker lost too often"
-                job.error_detail = (f"The job's worker was lost {job.attempt - job.handed_back} times (the limit is "
-                                    f"{self.settings.max_attempts}); its last checkpoint is kept.")
+            if fail_if_lost_too_often(job, self.settings, now):
                 return None
             job.attempt += 1
             job.status, job.worker = "running", self.me
