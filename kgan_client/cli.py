@@ -122,7 +122,13 @@ def cmd_fetch(args: argparse.Namespace, kgan: Client) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "status": cmd_status, "fetch": cmd_fetch}
+def cmd_delete(args: argparse.Namespace, kgan: Client) -> int:
+    (kgan.delete_model if args.what == "model" else kgan.delete_dataset)(args.id)
+    print(f"deleted {args.what} {args.id}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "status": cmd_status, "fetch": cmd_fetch, "delete": cmd_delete}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,7 +153,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     service.add_argument("--url", default=os.environ.get("KGAN_URL", DEFAULT_URL),
                          help=f"the service (default: $KGAN_URL or {DEFAULT_URL})")
     service.add_argument("--key", default=os.environ.get("KGAN_API_KEY"), help="API key (default: $KGAN_API_KEY)")
-    remote = sub.add_parser("remote", help="train, watch and fetch models on a kgan service over HTTP")
+    remote = sub.add_parser("remote", help="train, watch, fetch and delete models on a kgan service over HTTP")
     commands = remote.add_subparsers(dest="remote_command", required=True)
 
     p = commands.add_parser("train", parents=[service], help="submit a train job and show its progress until it ends")
@@ -175,4 +181,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "are not fetched again)")
     p.add_argument("--n", type=int, default=64, help="samples per member")
     p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("delete", parents=[service], help="delete a model (with its checkpoint and pictures) "
+                            "or a dataset, to free storage; refused while jobs still need it")
+    p.add_argument("what", choices=["model", "dataset"])
+    p.add_argument("id")
     remote.set_defaults(func=run)

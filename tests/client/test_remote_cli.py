@@ -1,4 +1,4 @@
-"""`kgan remote train|status|fetch` against the embedded service, through kgan's own entry point."""
+"""`kgan remote train|status|fetch|delete` against the embedded service, through kgan's own entry point."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def test_train_status_and_fetch_over_http(service, capsys, tmp_path):
     fetched = {line.rsplit("/", 1)[-1] for line in capsys.readouterr().out.split()}
     assert {"member-0-samples.png", "member-1-samples.png", f"{job_id[:8]}-checkpoint.safetensors"} <= fetched
     assert all((tmp_path / name).stat().st_size > 0 for name in fetched)
+
+    assert main([*remote, "delete", "model", model_id, *auth]) == 0
+    assert capsys.readouterr().out.strip() == f"deleted model {model_id}"
+    assert main([*remote, "delete", "model", model_id, *auth]) == 2
+    assert "404 Model not found" in capsys.readouterr().err
 
 
 def test_remote_errors_are_one_line_a_person_can_act_on(service, capsys):
