@@ -17,7 +17,7 @@ ARG TORCH_INDEX_URL=""
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.14.1 torchvision==0.29.1
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md NOTICE alembic.ini ./
 COPY kgan_core ./kgan_core
 COPY api ./api
 COPY worker ./worker

@@ -31,11 +31,14 @@ _WHERE = {"mnist": "MNIST's IDX files in {root}/mnist", "fashion-mnist": "Fashio
 
 def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
     """Whether a built-in can be used here without a download, and what to do if not."""
-    from kgan_core.data.builtin import available_offline
+    from kgan_core.data.builtin import BUNDLED_MNIST, available_offline, mnist_folder
 
     root = builtin_root(settings)
     if name not in _WHERE:
         return (True, "generated or shipped with the software") if available_offline(name, root) else (False, "unknown")
+    if name == "mnist" and mnist_folder(root) == BUNDLED_MNIST:
+        return True, ("the 10,000 MNIST test digits shipped with the software "
+                      f"(for all 70,000, put the IDX files in {root}/mnist)")
     if available_offline(name, root):
         return True, f"files found under {root}"
     return False, f"not on this server: put {_WHERE[name].format(root=root)} (KGAN_BUILTIN_DATA_ROOT)"

@@ -1,4 +1,4 @@
-"""Mode coverage of k-GANs against a single GAN (DESIGN §5), printed as a table.
+"""Mode coverage of k-GANs against a single GAN (docs/architecture.md §5), printed as a table.
 
     .venv/bin/python benchmarks/mode_coverage.py [--seeds 3] [--only ring8,grid25,grid25-k5,mnist]
 
@@ -7,7 +7,7 @@ parameter count matches the comparison's ensemble (its width is solved for) and 
 the same number of generator updates as each member, the same batch and the same optimiser
 settings; the ensemble's step updates every member's parameters once, so both sides update
 the same number of parameters the same number of times, for about the same CPU time.
-Median of the seeds. MNIST (the shared 10,000 digits): class coverage and KL(class
+Median of the seeds. MNIST (the 10,000 test digits the package ships): class coverage and KL(class
 histogram ‖ uniform) of generated digits as judged by a small CNN trained here on 8,000 of
 them, and NMI of the k=10 tiles with the labels beside k-means on pixels.
 """
@@ -26,13 +26,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from kgan_core.data import load_dataset
+from kgan_core.data.builtin import BUNDLED_MNIST
 from kgan_core.metrics import kl_to_uniform, normalized_mutual_information
 from kgan_core.models import default_spec, width_for_budget
 from kgan_core.run import load_run
 from kgan_core.tiles import assign_voronoi, kmeans
 from kgan_core.train import KGANTrainer, TrainConfig, train
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST = BUNDLED_MNIST
 
 # name: (data, k-GAN sizes, the k the single GAN's parameters match, steps, TrainConfig overrides
 # shared by every row and the label that says so, extra single-GAN rows: label -> overrides)

@@ -49,7 +49,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 TINY_64PX = {"dataset": "mnist", "image_size": 64, "arch": "thesis", "k": 2, "steps": 4, "batch_size": 8,
              "n_critic": 1, "rounds": 0, "log_every": 1, "checkpoint_every": 4, "limit": 512}
 
@@ -65,7 +64,7 @@ def free_port() -> int:
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KGAN_")}
-    env.update(KGAN_BUILTIN_DATA_ROOT=str(SHARED_DATA), KGAN_WORKER_DEVICE="cpu", KGAN_DATA_DIR=str(data_dir),
+    env.update(KGAN_WORKER_DEVICE="cpu", KGAN_DATA_DIR=str(data_dir),
                **extra)
     return env
 

@@ -33,17 +33,15 @@ from kgan_core.run import load_run
 from kgan_core.train import TrainConfig, train
 from kgan_core.visualise import VISUALISATIONS, visualise
 
-MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-
 
 def run_config(steps: int) -> TrainConfig:
-    return TrainConfig(dataset="mnist", data_root=str(MNIST), image_size=32, k=10, width=8, batch_size=32,
+    return TrainConfig(dataset="mnist", image_size=32, k=10, width=8, batch_size=32,
                        n_critic=2, steps=steps, rounds=3, lr_g=3e-4, lr_d=3e-4, seed=0, device="cpu",
                        log_every=25, checkpoint_every=100)
 
 
 def prior_config(steps: int) -> PriorConfig:
-    return PriorConfig(dataset="mnist", data_root=str(MNIST), image_size=32, encoder="small", code_dim=128,
+    return PriorConfig(dataset="mnist", image_size=32, encoder="small", code_dim=128,
                        width=32, steps=steps, batch_size=64, holdout=500, log_every=250, seed=0, device="cpu")
 
 

@@ -1,4 +1,4 @@
-"""Metric definitions from DESIGN §5, shared by training logs, tests and benchmarks."""
+"""Metric definitions from docs/architecture.md §5, shared by training logs, tests and benchmarks."""
 
 from __future__ import annotations
 

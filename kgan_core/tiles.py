@@ -1,4 +1,4 @@
-"""Point masses and the tiles they cut the data into (DESIGN §3).
+"""Point masses and the tiles they cut the data into (docs/architecture.md §3).
 
 All functions take the data flattened to ``(N, F)`` float tensors on the training device
 and work on whole tensors; nothing loops over data points in Python.

@@ -1,7 +1,7 @@
 """Tiny trained runs and priors shared by the visualisation tests, built once per session.
 
-Kept in a helper module (not conftest.py, which the lead owns) and cached in one temporary
-folder that is removed when the test session ends.
+Kept in a plain module (imported by the tests that need it, not by every test) and cached in
+one temporary folder that is removed when the test session ends.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from pathlib import Path
 
 import torch
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-
 _root = Path(tempfile.mkdtemp(prefix="kgan-vis-tests-"))
 atexit.register(shutil.rmtree, _root, ignore_errors=True)
 
-TINY_RUN = dict(dataset="mnist", data_root=str(SHARED_MNIST), image_size=16, limit=300, k=3, width=4, latent_dim=8,
+TINY_RUN = dict(dataset="mnist", image_size=16, limit=300, k=3, width=4, latent_dim=8,
                 batch_size=16, n_critic=1, steps=20, rounds=1, log_every=5, checkpoint_every=100, seed=0, device="cpu")
-TINY_PRIOR = dict(dataset="mnist", data_root=str(SHARED_MNIST), image_size=16, limit=300, holdout=50, code_dim=16,
+TINY_PRIOR = dict(dataset="mnist", image_size=16, limit=300, holdout=50, code_dim=16,
                   width=8, steps=60, batch_size=32, log_every=20, seed=0)
 
 

@@ -20,7 +20,6 @@ from typing import TypeVar
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 T = TypeVar("T")
 
 
@@ -66,7 +65,7 @@ def embedded_service(data_dir: Path, *, worker: bool = True, **settings: str) ->
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KGAN_")}
     env.update(KGAN_RECONCILE_INTERVAL_S="1", KGAN_HEARTBEAT_S="1", KGAN_WORKER_DEVICE="cpu",
-               KGAN_BUILTIN_DATA_ROOT=str(SHARED_DATA), **settings)
+               **settings)
     log_path = data_dir / "serve.log"
     with log_path.open("w+") as log:
         command = [sys.executable, "-m", "api.serve", "--data-dir", str(data_dir), "--port", str(port),

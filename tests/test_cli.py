@@ -26,9 +26,9 @@ def test_train_sample_info(tmp_path, capsys):
     assert info["k"] == 3 and sum(info["tile_sizes"]) == 300 and info["step"] == 6
 
 
-def test_config_file_and_image_grid(tmp_path, shared_mnist):
+def test_config_file_and_image_grid(tmp_path, mnist_dir):
     config = tmp_path / "run.toml"
-    config.write_text(f'dataset = "{shared_mnist}"\nimage_size = 16\nlimit = 60\nk = 2\nwidth = 4\n'
+    config.write_text(f'dataset = "{mnist_dir}"\nimage_size = 16\nlimit = 60\nk = 2\nwidth = 4\n'
                       'steps = 2\nn_critic = 1\nbatch_size = 8\n')
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert main(["sample", str(tmp_path / "run"), "--member", "0", "--n", "9", "--out", str(tmp_path / "g.png")]) == 0

@@ -1,4 +1,4 @@
-"""Dataset loaders, on real files made here and the real MNIST digits that ship beside the repo."""
+"""Dataset loaders, on real files made here and the real MNIST digits the package ships."""
 
 import gzip
 import io
@@ -15,7 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from kgan_core.data import BUILTIN_DATASETS, Dataset, DatasetError, images_from_model, images_to_model, load_dataset
+from kgan_core.data import (
+    BUILTIN_DATASETS,
+    Dataset,
+    DatasetError,
+    builtin,
+    images_from_model,
+    images_to_model,
+    load_dataset,
+)
 from kgan_core.data.builtin import available_offline
 from kgan_core.data.files import decode_image
 from kgan_core.data.network import reachable
@@ -101,26 +109,33 @@ def test_limit_keeps_the_first_points():
 # --- MNIST and IDX --------------------------------------------------------------------------------
 
 
-def test_mnist_from_the_shared_idx_files(shared_mnist):
-    d = load_dataset("mnist", root=shared_mnist)
+def test_mnist_from_the_bundled_idx_files(mnist_dir):
+    d = load_dataset("mnist", root=mnist_dir)
     assert d.name == "mnist" and d.kind == "images"
     assert d.x.shape == (10000, 1, 28, 28) and d.x.dtype == torch.uint8 and d.x.is_contiguous()
     assert d.labels.shape == (10000,) and set(d.labels.tolist()) == set(range(10))
     assert d.classes == tuple("0123456789")
-    as_folder = load_dataset(shared_mnist)
+    as_folder = load_dataset(mnist_dir)
     assert torch.equal(as_folder.x, d.x) and torch.equal(as_folder.labels, d.labels)
-    small = load_dataset(shared_mnist, image_size=32, limit=100)
+    small = load_dataset(mnist_dir, image_size=32, limit=100)
     assert small.x.shape == (100, 1, 32, 32) and torch.equal(small.labels, d.labels[:100])
-    one_file = load_dataset(shared_mnist / "t10k-images-idx3-ubyte.gz", limit=7)
+    one_file = load_dataset(mnist_dir / "t10k-images-idx3-ubyte.gz", limit=7)
     assert torch.equal(one_file.x, d.x[:7]) and torch.equal(one_file.labels, d.labels[:7])
 
 
-def test_mnist_resized_to_32_keeps_the_digits(shared_mnist):
-    d = load_dataset("mnist", root=shared_mnist, limit=500)
-    big = load_dataset("mnist", root=shared_mnist, limit=500, image_size=32)
+def test_mnist_needs_no_files_beside_the_package(tmp_path):
+    # A fresh clone or the Docker image: an empty root still finds the bundled test digits.
+    d = load_dataset("mnist", root=tmp_path, limit=10)
+    assert d.x.shape == (10, 1, 28, 28) and d.classes == tuple("0123456789")
+    assert load_dataset("mnist", limit=10).x.equal(d.x)
+
+
+def test_mnist_resized_to_32_keeps_the_digits(mnist_dir):
+    d = load_dataset("mnist", root=mnist_dir, limit=500)
+    big = load_dataset("mnist", root=mnist_dir, limit=500, image_size=32)
     assert big.x.shape == (500, 1, 32, 32) and big.x.dtype == torch.uint8
     assert abs(big.x.float().mean() - d.x.float().mean()) < 3  # same ink, spread over more pixels
-    rgb = load_dataset("mnist", root=shared_mnist, limit=5, channels=3)
+    rgb = load_dataset("mnist", root=mnist_dir, limit=5, channels=3)
     assert rgb.x.shape == (5, 3, 28, 28)
     assert torch.equal(rgb.x[:, 0], d.x[:5, 0]) and torch.equal(rgb.x[:, 2], d.x[:5, 0])
 
@@ -334,8 +349,8 @@ def test_model_range_round_trip():
         images_to_model(f)
 
 
-def test_to_model_maps_stored_images_to_minus_one_one(shared_mnist):
-    d = load_dataset(shared_mnist, limit=64)
+def test_to_model_maps_stored_images_to_minus_one_one(mnist_dir):
+    d = load_dataset(mnist_dir, limit=64)
     batch = d.to_model(d.x[:16])
     assert batch.dtype == torch.float32 and batch.shape == (16, 1, 28, 28)
     assert batch.min() == -1 and batch.max() == 1 and d.x.dtype == torch.uint8  # the stored copy is untouched
@@ -391,7 +406,9 @@ def test_reachability_probe_answers_quickly():
     assert time.perf_counter() - start < 10
 
 
-def test_mnist_missing_names_the_folder_and_files(tmp_path):
+def test_mnist_missing_names_the_folder_and_files(tmp_path, monkeypatch):
+    # Only an install that lost its bundled digits gets here; the message still says what to do.
+    monkeypatch.setattr(builtin, "BUNDLED_MNIST", tmp_path / "not-installed")
     with pytest.raises(DatasetError, match=f"{tmp_path}.*t10k-images-idx3-ubyte"):
         load_dataset("mnist", root=tmp_path)
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from _runs import SHARED_MNIST, TINY_PRIOR, one_thread, tiny_prior_path, tiny_run_dir
+from _runs import TINY_PRIOR, one_thread, tiny_prior_path, tiny_run_dir
 
 from kgan_core.prior import (
     EncoderWeightsMissing,
@@ -52,7 +52,7 @@ def test_a_loaded_prior_decodes_exactly_as_trained_and_knows_its_code_range(prio
 def test_real_digits_are_nearer_real_digits_than_noise_in_feature_space(prior):
     from kgan_core.data import load_dataset
 
-    data = load_dataset("mnist", root=SHARED_MNIST, image_size=16, limit=200)
+    data = load_dataset("mnist", image_size=16, limit=200)
     real = data.to_model(data.x)
     noise = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     held = torch.tensor(feature_nn_ratio(prior, real[150:160], real[:150]))

@@ -100,12 +100,10 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 
 @pytest.mark.parametrize("arch, dataset_kwargs", [
     ("mlp", {}),
-    ("thesis", {"dataset": "/work/shared/data/mnist", "image_size": 16, "limit": 64, "width": 4}),
+    ("thesis", {"dataset": "mnist", "image_size": 16, "limit": 64, "width": 4}),
 ])
-def test_batched_step_matches_the_sequential_reference(tmp_path, arch, dataset_kwargs, shared_mnist):
+def test_batched_step_matches_the_sequential_reference(tmp_path, arch, dataset_kwargs):
     kwargs = {"arch": arch, "steps": 6, "rounds": 1, "k": 3} | dataset_kwargs
-    if "dataset" in kwargs:
-        kwargs["dataset"] = str(shared_mnist)
     train(tiny(**kwargs), tmp_path / "batched")
     train(tiny(execution="sequential", **kwargs), tmp_path / "sequential")
     a, b = load_checkpoint(tmp_path / "batched"), load_checkpoint(tmp_path / "sequential")

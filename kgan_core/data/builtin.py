@@ -1,7 +1,9 @@
-"""The built-in datasets: the 2-D mixtures of DESIGN §5, MNIST, Fashion-MNIST and LFW.
+"""The built-in datasets: the 2-D mixtures (ring8, grid25), MNIST, Fashion-MNIST and LFW.
 
 Built-ins that need files look for them under ``root`` (see each function for the
-folders tried) and say exactly which files to put where when they are missing.
+folders tried) and say exactly which files to put where when they are missing. MNIST's
+10,000 test digits ship inside this package (``bundled/mnist``, CC BY-SA 3.0), so ``mnist``
+works on a fresh clone with no download; a root holding the full set takes precedence.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from kgan_core.data.idx import has_idx, idx_folder
 from kgan_core.data.network import reachable
 
 MIXTURES = ("ring8", "grid25")
+# The t10k IDX pair, shipped with the package: a fresh clone (or the Docker image) has MNIST.
+BUNDLED_MNIST = Path(__file__).resolve().parent / "bundled" / "mnist"
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
@@ -49,12 +53,13 @@ def available_offline(name: str, root: Path) -> bool:
     """Whether built-in ``name`` loads from ``root`` (or needs no files) without any download."""
     if name in (*MIXTURES, "lfw-subset"):
         return True
-    finders = {"mnist": _mnist_folder, "fashion-mnist": _fashion_folder, "lfw": _lfw_source}
+    finders = {"mnist": mnist_folder, "fashion-mnist": _fashion_folder, "lfw": _lfw_source}
     return name in finders and finders[name](root) is not None
 
 
-def _mnist_folder(root: Path) -> Path | None:
-    return next((f for f in (root / "mnist", root / "MNIST" / "raw", root) if has_idx(f)), None)
+def mnist_folder(root: Path) -> Path | None:
+    """Where MNIST's IDX files are found for ``root`` (the bundled test digits last), or None."""
+    return next((f for f in (root / "mnist", root / "MNIST" / "raw", root, BUNDLED_MNIST) if has_idx(f)), None)
 
 
 def _fashion_folder(root: Path) -> Path | None:
@@ -68,8 +73,9 @@ def _lfw_source(root: Path) -> Path | None:
 
 
 def mnist(root: Path) -> Dataset:
-    """MNIST's IDX files from root/mnist, root/MNIST/raw (torchvision's layout) or root itself."""
-    folder = _mnist_folder(root)
+    """MNIST's IDX files from root/mnist, root/MNIST/raw (torchvision's layout) or root itself, else the
+    10,000 test digits bundled with the package."""
+    folder = mnist_folder(root)
     if folder is not None:
         return idx_folder(folder, "mnist", DIGITS)
     raise DatasetError(f"mnist needs its IDX files in {root / 'mnist'} or {root}: {IDX_FILES}, from "

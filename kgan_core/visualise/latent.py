@@ -1,6 +1,6 @@
 """Latent grids of one member's generator.
 
-- ``frozen_latent`` (thesis §2.2.2): rows hold latent dim d frozen at a value v, columns
+- ``frozen_latent`` (the thesis experiment): rows hold latent dim d frozen at a value v, columns
   share the samples of every other dim. The thesis froze arbitrary dims and saw nothing:
   one dim of 64 barely moves the image when the other 63 are resampled. Here the default
   dims are the ones the generator is most sensitive to, and the numbers say how much the

@@ -28,7 +28,7 @@ from api.models import Job
 from api.settings import Settings
 from tests._procs import Proc, service_env, start_api, start_broker, start_worker, wait_for
 from tests._service import free_port
-from tests.service.conftest import PG_ADMIN_URL, SHARED_DATA, User, backends
+from tests.service.conftest import PG_ADMIN_URL, User, backends
 
 
 def pytest_generate_tests(metafunc):
@@ -77,7 +77,7 @@ class Stack:
         self.values: dict[str, Any] = {
             "data_dir": tmp / "data", "database_url": database_url,
             "broker_url": f"redis://127.0.0.1:{self.broker_port}/0", "queue": f"kgan-rel-{uuid.uuid4().hex[:8]}",
-            "builtin_data_root": SHARED_DATA, "worker_device": "cpu", "heartbeat_s": 0.5, "lease_s": 5,
+            "worker_device": "cpu", "heartbeat_s": 0.5, "lease_s": 5,
             "reconcile_interval_s": 0.5, **overrides}
         self.settings = Settings(**self.values)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)

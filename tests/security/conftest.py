@@ -10,9 +10,6 @@ from pathlib import Path
 from tests.service.conftest import *  # noqa: F403 - the same fixtures, for tests in this folder
 from tests.service.conftest import pytest_generate_tests  # noqa: F401 - parametrises `backend`
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
 
 def peak_rss(pid: int) -> int:
     """The process's peak resident set size so far (VmHWM), in bytes."""

@@ -27,7 +27,6 @@ from api.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("KGAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KGAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SESSION = uuid.uuid4().hex[:10]
 
 
@@ -85,7 +84,7 @@ def _drop_queue(broker_url: str, queue: str) -> None:
 
 def make_settings(tmp: Path, backend: str, request, **overrides) -> Settings:
     values: dict = {"data_dir": tmp, "queue": f"kgan-test-{SESSION}-{backend}", "reconcile_interval_s": 0,
-                    "builtin_data_root": SHARED_DATA, "worker_device": "cpu", "heartbeat_s": 0.5}
+                    "worker_device": "cpu", "heartbeat_s": 0.5}
     if backend == "postgres":
         values["database_url"] = request.getfixturevalue("pg_database")
         values["broker_url"] = REDIS_URL

@@ -175,7 +175,7 @@ def test_metrics_report_jobs_and_latency(client, alice):
 def test_builtin_dataset_listing(client, alice):
     listed = {d["name"]: d for d in client.get("/v1/datasets/builtin", headers=alice.headers).json()}
     assert listed["ring8"]["available"] and listed["ring8"]["kind"] == "points"
-    assert listed["mnist"]["available"]  # the shared MNIST digits
+    assert listed["mnist"]["available"]  # the MNIST test digits the package ships
 
 
 def test_unknown_query_parameters_are_refused(client, alice):

@@ -1,5 +1,5 @@
 """The compose file and Dockerfile, checked without a Docker engine: the compose file must
-validate against the Compose Specification and wire the services the way DESIGN §2 says."""
+validate against the Compose Specification and wire the services the way docs/architecture.md §2 describes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 
 
 def compose() -> dict:
