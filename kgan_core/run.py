@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from kgan_core import checkpoint as ckpt_io
+from kgan_core.config import TrainConfig, dataset_for
 from kgan_core.data import Dataset
 from kgan_core.models import Critic, Generator, ModelSpec, build_critic, build_generator
 from kgan_core.nn import take_member
-from kgan_core.train import TrainConfig, dataset_for, sample_ensemble
+from kgan_core.sampling import sample_ensemble
 
 
 class MemberIndexError(IndexError, ValueError):
