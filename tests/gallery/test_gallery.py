@@ -24,10 +24,17 @@ def image_model(service) -> str:
         return kgan.train(dataset, **IMAGES_TINY).wait(poll_s=0.5).model().id
 
 
-def sign_in(page, service, key: str | None = None) -> None:
+def submit_key(page, service, key: str) -> None:
     page.goto(f"{service.url}/gallery/")
-    page.fill("#api-key", key or service.key)
+    page.fill("#api-key", key)
     page.click("form.login button[type=submit]")
+
+
+def sign_in(page, service) -> None:
+    """Sign in and wait for the jobs page: the form moves there once its check of the key
+    returns, which on a slow machine can undo a page.goto made in the meantime."""
+    submit_key(page, service, service.key)
+    page.wait_for_selector("h1:text('Jobs')")
 
 
 def all_images_loaded(page, selector: str) -> None:
@@ -40,7 +47,7 @@ def all_images_loaded(page, selector: str) -> None:
 
 
 def test_a_wrong_key_is_refused_and_the_right_one_is_kept_for_the_tab(page, service):
-    sign_in(page, service, key="kgan_not-a-key")
+    submit_key(page, service, "kgan_not-a-key")
     assert "Missing or invalid API key" in page.locator(".login .error").inner_text()
     assert page.evaluate("sessionStorage.getItem('kgan.apiKey')") is None
     page.fill("#api-key", service.key)
@@ -58,7 +65,6 @@ def test_a_wrong_key_is_refused_and_the_right_one_is_kept_for_the_tab(page, serv
 
 def test_model_page_shows_k_member_columns_and_starts_a_visualisation(page, service, image_model):
     sign_in(page, service)
-    page.wait_for_selector("h1:text('Jobs')")
     # The train job that made the model is listed as succeeded, with a link to the model.
     row = page.locator(f"tr:has(a[href='#/models/{image_model}'])")
     assert row.get_attribute("data-status") == "succeeded" and "6 / 6" in row.inner_text()
@@ -104,7 +110,6 @@ def test_model_page_shows_k_member_columns_and_starts_a_visualisation(page, serv
 
 def test_activation_max_with_and_without_a_prior_trained_from_the_page(page, service, image_model):
     sign_in(page, service)
-    page.wait_for_selector("h1:text('Jobs')")
     page.goto(f"{service.url}/gallery/#/models/{image_model}")
     column = page.locator("section.member[data-member='0']")
     column.locator("select[name=what]").select_option("activation-max")
