@@ -43,6 +43,7 @@ class Report:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
+    answered: dict[int, set[str]] = field(default_factory=dict)  # client -> kinds it got a good answer to
     job_steps: tuple[int, int] = (0, 0)  # the training job's step before and after
 
     @property
@@ -106,7 +107,9 @@ async def hammer(base: str, headers: dict[str, str], job_id: str, model: dict, c
                 except httpx.HTTPError as exc:
                     ok, problem = False, f"{kind}: {type(exc).__name__}: {exc}"
                 report.latencies.setdefault(kind, []).append(time.perf_counter() - t)
-                if not ok:
+                if ok:
+                    report.answered.setdefault(index, set()).add(kind)
+                else:
                     report.errors[kind] = report.errors.get(kind, 0) + 1
                     if len(report.examples) < 5:
                         report.examples.append(problem)

@@ -17,9 +17,11 @@ from load import run_load  # noqa: E402
 
 @pytest.mark.slow
 def test_fifty_clients_while_a_job_trains(tmp_path):
-    report = run_load(tmp_path, clients=50, duration=60)
+    clients, kinds = 50, {"job status", "samples.png", "model"}
+    report = run_load(tmp_path, clients=clients, duration=60)
     assert report.total_errors == 0, report.examples
-    assert set(report.latencies) == {"job status", "samples.png", "model"}
-    assert report.requests >= 1000, report.rows()  # the clients were served, not stalled
+    # Every client got good answers to every kind of request: all 50 were served, not a few
+    # while the rest stalled. (How many requests fit in 60 s depends on the machine, not the service.)
+    assert report.answered == {client: kinds for client in range(clients)}, report.rows()
     before, after = report.job_steps
     assert after > before, "the training job made no progress while clients hammered the API"
