@@ -7,7 +7,6 @@ import io
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -69,15 +68,16 @@ def test_train_poll_and_fetch_a_png_per_member(service):
 def test_cancel_through_the_running_service(service):
     # Progress is reported only every 50,000 steps, so the cancel must take effect between
     # reports: the worker's heartbeat sees it and the trainer stops at its next step.
-    base, key, _, _ = service
+    base, key, data_dir, _ = service
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as api:
         params = {"dataset": "ring8", "n_points": 2000, "k": 2, "steps": 100_000, "log_every": 50_000,
-                  "width": 32, "batch_size": 32}
+                  "checkpoint_every": 20, "width": 32, "batch_size": 32}
         job = api.post("/v1/jobs", json={"kind": "train", "params": params}).json()
-        poll(lambda: api.get(f"/v1/jobs/{job['id']}").json()["status"] == "running", timeout=180)
-        time.sleep(2)  # let it train a little
+        # Training is under way once its first checkpoint is on disk, long before its first report.
+        summary = data_dir / "artifacts" / "runs" / job["id"] / "attempt-0001" / "run.json"
+        poll(summary.is_file, timeout=180)
         assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
-        final = poll(lambda: (j := api.get(f"/v1/jobs/{job['id']}").json())["status"] != "running" and j, timeout=60)
+        final = poll(lambda: (j := api.get(f"/v1/jobs/{job['id']}").json())["status"] != "running" and j, timeout=120)
         assert final["status"] == "cancelled"
         metrics = httpx.get(f"{base}/metrics").text
         assert re.search(r'kgan_jobs\{state="cancelled"\} [1-9]', metrics)

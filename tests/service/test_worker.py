@@ -81,12 +81,27 @@ def test_lost_worker_is_requeued_and_the_next_attempt_resumes(client, alice, set
     caplog.set_level(logging.INFO, logger="kgan.worker")
     job_id = submit(client, alice, steps=40, log_every=2, checkpoint_every=4)
     first = JobRunner(settings)
+    # The first attempt stands still once it has reported step 8, as a killed worker would,
+    # until the reconciler has acted: free to run, it could finish its 40 steps first.
+    reconciled = threading.Event()
+    write = first.fenced
+
+    def write_then_stand_still(claim, **values) -> bool:
+        written = write(claim, **values)
+        if values.get("step", 0) >= 8:
+            reconciled.wait(timeout=300)
+        return written
+
+    first.fenced = write_then_stand_still
     thread, out = in_thread(first.run, job_id)
-    wait_for(lambda: client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()["progress"]["step"] >= 8)
-    # The lease holder is now a process that no longer exists on this host: a killed worker.
-    set_row(settings, job_id, worker=f"{first.me.rsplit(':', 1)[0]}:{dead_pid()}")
-    sent: list[str] = []
-    counts = reconcile_once(first.db, settings, sent.append)
+    try:
+        wait_for(lambda: client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()["progress"]["step"] >= 8)
+        # The lease holder is now a process that no longer exists on this host: a killed worker.
+        set_row(settings, job_id, worker=f"{first.me.rsplit(':', 1)[0]}:{dead_pid()}")
+        sent: list[str] = []
+        counts = reconcile_once(first.db, settings, sent.append)
+    finally:
+        reconciled.set()
     assert counts["requeued"] == 1 and sent == [job_id]
     thread.join(timeout=60)
     assert out["result"] == "superseded"  # the old attempt noticed and stopped writing
