@@ -123,14 +123,14 @@ class Renderer:
             return run
 
     def samples_png(self, ref: ModelRef, member: int, n: int, seed: int) -> bytes:
-        from kgan_core.render import image_grid, png_bytes, scatter_png
+        from kgan_core.render import image_grid, png_bytes
+        from kgan_core.visualise.samples import points_plot
 
         run = self.run(ref)
-        samples = run.sample(n, member=member, seed=seed)
-        if run.dataset_kind == "points":
+        if run.dataset_kind == "points":  # on the run's whole data range, so members compare
             with _PYPLOT:
-                return scatter_png(samples, title=f"member {member}: {n} samples, seed {seed}")
-        return png_bytes(image_grid(samples))
+                return points_plot(run, member, n, seed, title=f"member {member} of {run.k}: {n} samples, seed {seed}")
+        return png_bytes(image_grid(run.sample(n, member=member, seed=seed)))
 
     def visual_png(self, ref: ModelRef, what: str, member: int, seed: int, **options) -> tuple[bytes, str]:
         """One of kgan_core.visualise's cheap visualisations of member k: (PNG, title)."""

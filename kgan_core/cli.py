@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from kgan_core.checkpoint import CheckpointError
 from kgan_core.data import DatasetError
 from kgan_core.models import ArchitectureError
-from kgan_core.render import image_grid, png_bytes, save_bytes, scatter_png
+from kgan_core.render import image_grid, png_bytes, save_bytes
 from kgan_core.runtime import keep_freed_memory
 from kgan_core.train import Progress, TrainConfig, TrainingError, train
 
@@ -86,8 +86,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         np.save(out, samples.cpu().numpy())
     elif out.suffix == ".png":
         if run.dataset_kind == "points":
-            who = f"member {args.member}" if args.member is not None else "ensemble"
-            save_bytes(out, scatter_png(samples, title=f"{who}, {args.n} samples, seed {args.seed}"))
+            from kgan_core.visualise.samples import points_plot
+
+            who = f"member {args.member} of {run.k}" if args.member is not None else f"ensemble of {run.k}"
+            save_bytes(out, points_plot(run, args.member, args.n, args.seed,
+                                        title=f"{who}: {args.n} samples, seed {args.seed}, step {run.step}"))
         else:
             save_bytes(out, png_bytes(image_grid(samples)))
     else:

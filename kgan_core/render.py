@@ -42,25 +42,103 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def scatter_png(points: torch.Tensor, reference: torch.Tensor | None = None, title: str = "",
-                size: float = 4.0) -> bytes:
-    """A scatter plot of 2-D samples (optionally over the real data) as PNG bytes."""
+# One colour per member in every picture (scatter plots, curves, the gallery's charts and chips,
+# which repeat this list in api/gallery/charts.js): member j is the same colour everywhere.
+MEMBER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                  "#7f7f7f", "#bcbd22", "#17becf")
+DATA_GREY = "#c8c8c8"
+
+
+def member_colour(j: int) -> str:
+    """Member j's colour (hex), cycling after ten members."""
+    return MEMBER_COLOURS[j % len(MEMBER_COLOURS)]
+
+
+def _tint(colour: str, amount: float) -> str:
+    """colour mixed with white: amount 0 is white, 1 the colour itself."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(255 - amount * (255 - c)):02x}" for c in rgb)
+
+
+def points_bounds(points: torch.Tensor, margin: float = 0.08) -> tuple[float, float, float, float]:
+    """A square (x0, x1, y0, y1) around every point, with a margin: the axes every member of a run
+    is drawn on, so their plots compare point for point."""
+    lo, hi = points.min(0).values.float(), points.max(0).values.float()
+    centre, half = (lo + hi) / 2, float((hi - lo).max()) / 2 * (1 + margin) or 1.0
+    return (float(centre[0]) - half, float(centre[0]) + half, float(centre[1]) - half, float(centre[1]) + half)
+
+
+def points_png(samples: dict[int, torch.Tensor], *, reference: torch.Tensor | None = None,
+               bounds: tuple[float, float, float, float] | None = None, tile: torch.Tensor | None = None,
+               point_masses: dict[int, torch.Tensor] | None = None, legend: bool = True,
+               title: str = "", inches: float = 3.4, dpi: int = 100) -> bytes:
+    """2-D samples coloured by member over the real data, as PNG bytes.
+
+    ``samples`` maps member index -> (n, 2) points. The real data (``reference``) is drawn
+    faint grey, the real points of the one member's ``tile`` in a light tint of its colour, each
+    ``point_masses[j]`` as a black-edged cross. The square axes are ``inches`` wide with the
+    title wrapped above and the legend below them, so plots with the same ``bounds`` (see
+    ``points_bounds``), legend entries and title length share axes, aspect and pixel size.
+    """
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    every = [p.float().cpu() for p in samples.values()] + ([reference.float().cpu()] if reference is not None else [])
+    x0, x1, y0, y1 = bounds or points_bounds(torch.cat(every))
+    only = next(iter(samples)) if len(samples) == 1 else None
+    lines = textwrap.wrap(title, width=int(inches * dpi / 6.2)) if title else []
+    entries = ((reference is not None) + (tile is not None and only is not None) + len(samples)
+               + (point_masses is not None)) if legend else 0
+    ncol = 2
+    head, foot, margin = 0.18 * len(lines) + 0.08, 0.2 * -(-entries // ncol) + 0.3, 0.45
+    width, height = inches + margin + 0.1, inches + head + foot
+    fig = plt.figure(figsize=(width, height), dpi=dpi)
+    # A fixed frame (no tight bbox): plots of the same size put their axes at the same pixels.
+    ax = fig.add_axes((margin / width, foot / height, inches / width, inches / height))
+    handles = []
     if reference is not None:
-        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="#bbbbbb", label="data")
-    ax.scatter(points[:, 0].cpu(), points[:, 1].cpu(), s=2, c="#d62728", label="samples")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title)
+        handles.append(ax.scatter(reference[:, 0].cpu(), reference[:, 1].cpu(), s=1.5, c=DATA_GREY, lw=0,
+                                  label="real data", rasterized=True))
+    if tile is not None and only is not None:
+        handles.append(ax.scatter(tile[:, 0].cpu(), tile[:, 1].cpu(), s=3, c=_tint(member_colour(only), 0.45), lw=0,
+                                  label=f"its tile: {len(tile):,} real", rasterized=True))
+    for j, points in samples.items():
+        points = points.float().cpu()
+        inside = ((points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1))
+        outside = f" ({int((~inside).sum())} outside)" if not bool(inside.all()) else ""
+        handles.append(ax.scatter(points[:, 0], points[:, 1], s=3, c=member_colour(j), lw=0,
+                                  label=f"member {j}: {len(points):,}{outside}"))
+    for j, mass in (point_masses or {}).items():
+        line, = ax.plot([float(mass[0])], [float(mass[1])], marker="X", ms=8, mfc=member_colour(j), mec="black",
+                        mew=1.0, ls="none", label="point mass" + ("" if only is not None else "es"))
+        if j == next(iter(point_masses)):
+            handles.append(line)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal", adjustable="box")
+    ax.tick_params(labelsize=9)
+    if lines:
+        fig.text(0.02, 1 - 0.04 / height, "\n".join(lines), fontsize=9, va="top", ha="left")
+    if legend:
+        key = fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False,
+                         handletextpad=0.1, columnspacing=0.8, borderaxespad=0.1)
+        for handle in key.legend_handles:  # dots big enough to read their colour
+            if hasattr(handle, "set_sizes"):
+                handle.set_sizes([24])
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def scatter_png(points: torch.Tensor, reference: torch.Tensor | None = None, title: str = "",
+                size: float = 4.0) -> bytes:
+    """A scatter plot of 2-D samples of unknown members (optionally over the real data) as PNG bytes."""
+    return points_png({0: points}, reference=reference, legend=False, title=title, inches=size)
 
 
 def save_bytes(path: str | Path, data: bytes) -> None:
@@ -72,6 +150,7 @@ def save_bytes(path: str | Path, data: bytes) -> None:
 # --- labelled grids ---------------------------------------------------------------------------
 
 LABEL_FONT_SIZE = 12
+TITLE_MIN_WIDTH = 260
 LABEL_INK = 0
 BACKGROUND = 255
 
@@ -88,6 +167,22 @@ def _text_size(text: str, font) -> tuple[int, int]:
     return right - left, bottom
 
 
+def _wrap(text: str, font, width: int) -> list[str]:
+    """text in lines no wider than width pixels, broken at " · " first, then at spaces."""
+    lines: list[str] = []
+    for part in text.split(" · "):
+        for word in part.split(" "):
+            if not lines:
+                lines.append(word)
+                continue
+            glue = " · " if word is part.split(" ")[0] else " "
+            if _text_size(lines[-1] + glue + word, font)[0] <= width:
+                lines[-1] += glue + word
+            else:
+                lines.append(("· " if glue == " · " else "") + word)
+    return lines
+
+
 def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
                   col_labels: list[str] | None = None, title: str = "", scale: int | None = None,
                   captions: list[list[str]] | None = None, padding: int = 2, min_cell: int = 64) -> Image.Image:
@@ -97,7 +192,9 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
 
     Pixels use ``to_uint8``'s fixed mapping, so the same value is the same grey in every
     panel and for every member. Small images are enlarged by an integer factor (nearest
-    neighbour, so no pixel is invented) until a cell is at least ``min_cell`` pixels wide.
+    neighbour, so no pixel is invented) until a cell is at least ``min_cell`` pixels wide; a
+    cell is widened to its column label, and the title wraps to the grid's width (at least
+    ``TITLE_MIN_WIDTH``), so no text overlaps and the picture is no wider than its grid needs.
     """
     if images.dim() != 5:
         raise ValueError(f"labelled_grid expects (rows, cols, C, H, W) images, got shape {tuple(images.shape)}")
@@ -115,14 +212,17 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
     line = _text_size("Ag", font)[1] + 4
     left = max([_text_size(t, font)[0] for t in row_labels or []], default=0)
     left = left + 8 if row_labels else 0
-    top_title = _text_size("Ag", title_font)[1] + 8 if title else 0
     top_cols = line if col_labels else 0
     if captions is not None and (len(captions) != rows or any(len(r) != cols for r in captions)):
         raise ValueError(f"captions must be {rows} rows of {cols} strings")
     cap = line if captions else 0
-    cw = max(cw, max((_text_size(t, font)[0] + 2 for r in captions or [] for t in r), default=0))
+    cw = max(cw, max((_text_size(t, font)[0] + 2 for r in captions or [] for t in r), default=0),
+             max((_text_size(t, font)[0] + 8 for t in col_labels or []), default=0))
     grid_w = cols * (cw + padding) + padding
-    width = max(left + grid_w, _text_size(title, title_font)[0] + 8 if title else 0)
+    title_lines = _wrap(title, title_font, max(left + grid_w, TITLE_MIN_WIDTH) - 8) if title else []
+    title_line = _text_size("Ag", title_font)[1] + 3
+    top_title = len(title_lines) * title_line + 6 if title else 0
+    width = max([left + grid_w] + [_text_size(t, title_font)[0] + 8 for t in title_lines])
     height = top_title + top_cols + rows * (ch + cap + padding) + padding
     mode = "L" if c == 1 else "RGB"
     canvas = Image.new(mode, (width, height), BACKGROUND if c == 1 else (BACKGROUND,) * 3)
@@ -136,8 +236,8 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
 
     draw = ImageDraw.Draw(canvas)
     ink = LABEL_INK if c == 1 else (LABEL_INK,) * 3
-    if title:
-        draw.text((4, 4), title, fill=ink, font=title_font)
+    for i, text in enumerate(title_lines):
+        draw.text((4, 4 + i * title_line), text, fill=ink, font=title_font)
     for col, text in enumerate(col_labels or []):
         tw = _text_size(text, font)[0]
         x = left + padding + col * (cw + padding) + max(0, (cw - tw) // 2)
@@ -153,19 +253,24 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
                       font=font)
     canvas.info["kgan_labels"] = {"title": title, "rows": list(row_labels or []), "cols": list(col_labels or []),
                                   "captions": [list(r) for r in captions or []]}
+    canvas.info["kgan_images"] = images.detach().cpu()  # the raw values, for a .npy beside the PNG
     return canvas
 
 
 def titled_figure(image: Image.Image, title: str) -> Image.Image:
     """Put a title line above an already rendered image (e.g. a matplotlib plot)."""
     font = _font(LABEL_FONT_SIZE + 2)
-    top = _text_size("Ag", font)[1] + 8
-    width = max(image.width, _text_size(title, font)[0] + 8)
+    lines = _wrap(title, font, max(image.width, TITLE_MIN_WIDTH) - 8)
+    line = _text_size("Ag", font)[1] + 3
+    top = len(lines) * line + 6
+    width = max([image.width] + [_text_size(t, font)[0] + 8 for t in lines])
     canvas = Image.new(image.mode, (width, image.height + top), "white")
     canvas.paste(image, (0, top))
     from PIL import ImageDraw
 
-    ImageDraw.Draw(canvas).text((4, 4), title, fill="black", font=font)
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(lines):
+        draw.text((4, 4 + i * line), text, fill="black", font=font)
     canvas.info["kgan_labels"] = {"title": title, "rows": [], "cols": []}
     return canvas
 

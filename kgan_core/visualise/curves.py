@@ -1,5 +1,7 @@
 """Training curves: critic and generator losses, Wasserstein estimates and tile sizes per
-member over the run's logged steps (matplotlib); the member asked for is drawn bold."""
+member over the run's logged steps (matplotlib); the member asked for is drawn bold. Four
+panels in two rows, about 650 px wide, so the text stays legible where the picture is shown
+at the width of a page column."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import io
 
 from PIL import Image
 
-from kgan_core.render import titled_figure
+from kgan_core.render import member_colour, titled_figure
 from kgan_core.visualise.base import Visualisation, rounded, title_for
 from kgan_core.visualise.errors import VisualisationError
 
@@ -26,17 +28,21 @@ def training_curves(run, member: int | None = None, *, seed: int = 0) -> Visuali
     steps = [h["step"] for h in history]
     panels = [("wasserstein", "Wasserstein estimate"), ("d_loss", "critic loss"), ("g_loss", "generator loss"),
               ("tile_sizes", "tile size")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), dpi=90)
-    for ax, (key, label) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.4), dpi=90, sharex=True)
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
         for j in range(run.k):
             ys = [h[key][j] for h in history]
             bold = member is None or j == member
             ax.plot(steps, ys, lw=1.8 if member == j else 1.0, alpha=1.0 if bold else 0.25,
-                    color=f"C{j % 10}", label=f"member {j}" if bold else None)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("step")
-    axes[-1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+                    color=member_colour(j), label=f"member {j}" if bold else None)
+        ax.set_title(label, fontsize=11)
+        ax.tick_params(labelsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("step", fontsize=10)
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", fontsize=9,
+               ncol=min(run.k, 6), frameon=False)
+    rows = -(-min(run.k, 99) // 6) if member is None else 1
+    fig.tight_layout(rect=(0, 0.045 * rows, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
