@@ -28,7 +28,7 @@ def _one_thread():
 
 
 FAST = {"activation-max": {"steps": 5}, "medoid": {"n": 32}, "cross-member": {"n": 8},
-        "principal-directions": {"n_base": 2}}
+        "principal-directions": {"n_base": 2}, "channel-atlas": {"steps": 5}}
 CASES = [(what, member) for what, entry in VISUALISATIONS.items() for member in ([1] if entry.per_member_only
                                                                                    else [None, 1])]
 
@@ -108,29 +108,30 @@ def test_medoid_and_real_tile_numbers_describe_the_member(run):
     numbers = tile.numbers["members"]["1"]
     assert numbers["tile_size"] == int((run.assignment == 1).sum())
     assert numbers["tile_share"] == pytest.approx(run.tile_shares[1], abs=1e-5)
-    assert numbers["distances_to_point_mass"] == sorted(numbers["distances_to_point_mass"])
+    assert numbers["distances_to_point_mass_nearest"] == sorted(numbers["distances_to_point_mass_nearest"])
     assert "member 1 (" in png_labels(tile.png())["rows"][0]
 
 
-def test_latent_grids_report_change_per_step(run):
-    frozen = visualise(run, "frozen-latent", 0, dims=[1, 2], values=[-1, 1], n=3)
-    assert png_labels(frozen.png())["rows"] == ["z[1] = -1.0", "z[1] = +1.0", "z[2] = -1.0", "z[2] = +1.0"]
+def test_latent_grids_report_effect_per_step(run):
+    frozen = visualise(run, "frozen-latent", 0, dims=[1, 2], values=[-1, 1], n=3, judge=False)
+    assert [r.split("  ")[0] for r in png_labels(frozen.png())["rows"]] == ["z[1] = -1.0", "z[1] = +1.0",
+                                                                            "z[2] = -1.0", "z[2] = +1.0"]
     for d in ("1", "2"):
-        assert frozen.numbers["dims"][d]["change_per_unit"] > 0
+        assert frozen.numbers["dims"][d]["effect_per_sd"] > 0
         assert frozen.numbers["dims"][d]["frozen_vs_resampled"] > 0
-    trav = visualise(run, "traversal", 0, steps=5)
+    trav = visualise(run, "traversal", 0, steps=5, judge=False)
     assert len(trav.numbers["dims"]) == 6 and len(png_labels(trav.png())["cols"]) == 5
-    # default dims: the ones the generator is most sensitive to, most sensitive first
-    sens = [v["sensitivity"] for v in trav.numbers["dims"].values()]
-    assert sens == sorted(sens, reverse=True)
+    # default dims: the ones with the largest effect, largest first
+    effects = [v["effect_per_sd"] for v in trav.numbers["dims"].values()]
+    assert effects == sorted(effects, reverse=True)
 
 
 def test_principal_directions_compare_with_random_directions(run):
-    vis = visualise(run, "principal-directions", 2, components=3, random=2, n_base=2)
+    vis = visualise(run, "principal-directions", 2, components=3, random=2, shown_random=2, n_base=2, judge=False)
     n = vis.numbers
-    assert len(n["principal"]) == 3 and len(n["random"]) == 2
+    assert len(n["principal"]) == 3 and n["random"]["count"] == 2
     assert sum(p["explained_variance"] for p in n["principal"]) <= 1.0
-    assert n["principal_over_random"] == pytest.approx(n["mean_change_principal"] / n["mean_change_random"], rel=1e-3)
+    assert n["principal_over_random"] == pytest.approx(n["mean_effect_principal"] / n["mean_effect_random"], rel=1e-3)
     assert png_labels(vis.png())["rows"][3].startswith("random 1")
 
 
@@ -151,26 +152,27 @@ def test_training_curves_cover_the_logged_steps(run):
 
 
 def test_activation_max_reports_reached_and_real_tile_activations(run):
-    vis = visualise(run, "activation-max", None, layer="conv2", channel=1, steps=15, prior=tiny_prior_path())
+    vis = visualise(run, "activation-max", None, layer="conv2", channel=1, steps=15, prior=tiny_prior_path(),
+                    judge=False)
     assert vis.numbers["methods"] == ["pixel", "regularised", "prior"]
-    assert png_labels(vis.png())["cols"] == ["best real", "pixel", "regularised", "prior"]
+    assert png_labels(vis.png())["cols"][6:] == ["pixel", "regularised", "prior", "pixel re-init", "regul re-init",
+                                                 "prior re-init"]
     for j in range(3):
-        m = vis.numbers["members"][str(j)]
-        assert m["real_max"] >= m["real_mean"]
+        m = vis.numbers["members"][str(j)]["trained"]
+        assert m["tile_max"] >= m["tile_mean_value"]
         for method in ("pixel", "regularised", "prior"):
             assert m[method]["reached"] > m[method]["start"], (j, method)
-            assert m[method]["feature_nn_ratio"] > 0
-            assert isinstance(m[method]["reaches_real_max"], bool)
+            assert isinstance(m[method]["beats_controls"], bool)
 
 
 def test_activation_max_covers_every_layer_of_every_member(run):
-    vis = visualise(run, "activation-max", None, layer="all", methods=["regularised"], steps=8)
+    vis = visualise(run, "activation-max", None, layer="all", methods=["regularised"], steps=8, controls=False)
     assert list(vis.numbers["layers"]) == ["conv1", "conv2", "score"]
     assert png_labels(vis.png())["rows"][:4] == ["member 0 conv1", "member 1 conv1", "member 2 conv1",
                                                  "member 0 conv2"]
     for layer in vis.numbers["layers"].values():
         for m in layer["members"].values():
-            assert m["regularised"]["reached"] > m["regularised"]["start"]
+            assert m["trained"]["regularised"]["reached"] > m["trained"]["regularised"]["start"]
     with pytest.raises(OptionError, match="layer='all'"):
         visualise(run, "activation-max", 0, layer="all", channel=0)
 
@@ -197,14 +199,14 @@ def test_bad_requests_fail_with_messages_that_say_what_to_do(run):
         visualise(run, "frozen-latent", 0, dims=[99])
 
 
-def test_save_writes_png_and_json_or_nothing(run, tmp_path):
+def test_save_writes_png_json_and_npy_or_nothing(run, tmp_path):
     vis = visualise(run, "samples", 0, n=2)
     png, js = vis.save(tmp_path / "out" / "samples.png")
     assert Image.open(png).size == vis.image.size
     assert json.loads(js.read_text())["numbers"] == vis.numbers
     with pytest.raises(OptionError, match=r"\.png"):
         vis.save(tmp_path / "bad.jpg")
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "samples.json", "samples.png"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "samples.json", "samples.npy", "samples.png"]
 
 
 def test_point_runs_get_scatter_samples_matrices_and_curves_and_a_clear_no_for_image_views():

@@ -425,7 +425,13 @@ class JobRunner:
         png_path, _json_path = vis.save(run_dir / name)
         meta = {"title": vis.title, "numbers": vis.numbers, "timings": vis.timings, "seed": params.seed,
                 "options": params.options}
-        return self.register(claim, [(params.what, png_path, "image/png", params.member, meta)], params.model_id)
+        files = [(params.what, png_path, "image/png", params.member, meta)]
+        if vis.images is not None:  # the images the picture shows, for analysis without parsing the grid
+            raw = {"title": vis.title, "shape": list(vis.images.shape), "dtype": "float32",
+                   "range": "model range [-1, 1]", "axes": "rows, columns, channels, height, width"}
+            files.append((f"{params.what}-images", png_path.with_suffix(".npy"), "application/x-npy", params.member,
+                          raw))
+        return self.register(claim, files, params.model_id)
 
     def _check_stop(self, claim: Claim, stop: Stop, wrote: bool) -> None:
         if not wrote:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kgan_core.visualise.activation import METHODS, activation_max
+from kgan_core.visualise.atlas import channel_atlas
 from kgan_core.visualise.base import Visualisation
 from kgan_core.visualise.cross_member import cross_member
 from kgan_core.visualise.curves import training_curves
@@ -47,14 +48,18 @@ class Entry:
 VISUALISATIONS: dict[str, Entry] = {
     "samples": Entry(samples, "n samples per member from the same z"),
     "medoid": Entry(medoid, "mean of G_k's samples, the medoid sample and the point mass m_k"),
-    "real-tile": Entry(real_tile, "the real images of tile k nearest to m_k, with the tile's share"),
-    "frozen-latent": Entry(frozen_latent, "rows: one latent dim frozen at a value; columns: the rest sampled", True),
-    "traversal": Entry(traversal, "rows: latent dims; columns: -3σ..3σ around a base z", True),
+    "real-tile": Entry(real_tile, "a random sample of tile k beside its images nearest to m_k, with its label mix"),
+    "frozen-latent": Entry(frozen_latent, "rows: the latent dims with the largest effect frozen at a value; "
+                                          "columns: the rest sampled", True),
+    "traversal": Entry(traversal, "rows: the latent dims with the largest effect; columns: -3σ..3σ around a base z",
+                       True),
     "principal-directions": Entry(principal_directions,
-                                  "traversals along GANSpace principal directions vs random directions", True),
-    "cross-member": Entry(cross_member, "k×k mean score of critic D_i on samples of G_j"),
+                                  "GANSpace principal directions (in z or at a layer), ranked among random ones", True),
+    "cross-member": Entry(cross_member, "k×k: critic D_i on samples of G_j, per row against D_i's own real tile"),
     "activation-max": Entry(activation_max,
-                            "critic layer/channel/unit maximised: pixels, regularised, learned prior"),
+                            "critic layer/channel/unit maximised (pixels, regularised, learned prior) beside "
+                            "controls, a re-initialised critic and, for all members, selectivity"),
+    "channel-atlas": Entry(channel_atlas, "every channel of a critic layer maximised, one labelled grid per member"),
     "training-curves": Entry(training_curves, "losses, Wasserstein estimates and tile sizes over training"),
 }
 

@@ -26,6 +26,29 @@ class Visualisation:
     numbers: dict[str, Any] = field(default_factory=dict)
     # Wall-clock seconds, kept apart from the numbers so those stay identical for a seed.
     timings: dict[str, float] = field(default_factory=dict)
+    # The images the picture shows, model range, (rows, columns, C, H, W): written beside the
+    # PNG as .npy so a claim can be checked without parsing the grid. None for pictures that
+    # are not made of images (matrices, curves, scatter plots): their numbers are the JSON.
+    images: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.images is None:
+            # Grids rendered by labelled_grid carry the tensor they were drawn from.
+            self.images = self.image.info.get("kgan_images")
+        if self.images is not None:
+            self.images = self.images.detach().float().cpu()
+
+    def npy(self) -> bytes | None:
+        """The images as a NumPy .npy file (float32, model range), or None."""
+        if self.images is None:
+            return None
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.save(buf, self.images.numpy().astype(np.float32), allow_pickle=False)
+        return buf.getvalue()
 
     def png(self) -> bytes:
         return labelled_png_bytes(self.image)
@@ -35,21 +58,28 @@ class Visualisation:
                            "numbers": self.numbers, "timings": self.timings}, indent=2, allow_nan=False)
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
-        """Write FILE.png and FILE.json beside it. Both are rendered before either is written,
-        and each is written atomically, so a failure leaves neither behind."""
+        """Write FILE.png, FILE.json beside it and, for pictures of images, FILE.npy. All are
+        rendered before any is written, and each is written atomically, so a failure leaves
+        none behind."""
         from kgan_core.checkpoint import atomic_write_bytes
 
         path = Path(path)
         if path.suffix.lower() != ".png":
             raise OptionError(f"the output file must end in .png (the numbers go beside it as .json), "
                               f"got {path.name!r}")
-        png, text = self.png(), self.json()
-        json_path = path.with_suffix(".json")
-        atomic_write_bytes(path, png)
+        png, text, array = self.png(), self.json(), self.npy()
+        json_path, npy_path = path.with_suffix(".json"), path.with_suffix(".npy")
+        written = []
         try:
-            atomic_write_bytes(json_path, text.encode())
+            for target, data in ((path, png), (json_path, text.encode()), (npy_path, array)):
+                if data is not None:
+                    atomic_write_bytes(target, data)
+                    written.append(target)
+            if array is None:
+                npy_path.unlink(missing_ok=True)  # an earlier picture's images would mislead
         except BaseException:
-            path.unlink(missing_ok=True)
+            for target in written:
+                target.unlink(missing_ok=True)
             raise
         return path, json_path
 

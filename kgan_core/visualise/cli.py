@@ -44,7 +44,8 @@ def cmd_visualise(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     vis = visualise(run, args.what, args.member, seed=args.seed, **_options(args))
     png, js = vis.save(out)
-    print(f"wrote {png} and {js}")
+    npy = f", {png.with_suffix('.npy')} (the images shown, model range)" if vis.images is not None else ""
+    print(f"wrote {png}, {js}{npy}")
     return 0
 
 
@@ -75,7 +76,7 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from kgan_core.visualise import VISUALISATIONS
+    from kgan_core.visualise import METHODS, VISUALISATIONS
 
     names = list(VISUALISATIONS)
     p = subparsers.add_parser("visualise", help="render what a member learnt (PNG + numbers as JSON)",
@@ -88,13 +89,14 @@ def register(subparsers) -> None:
     p.add_argument("--layer", help="critic layer (activation-max), or all for every layer; default: the last")
     p.add_argument("--channel", type=int, help="one channel of the layer (activation-max)")
     p.add_argument("--unit", type=int, help="one unit of the layer (activation-max)")
-    p.add_argument("--method", action="append", choices=["pixel", "regularised", "prior"],
+    p.add_argument("--method", action="append", choices=list(METHODS),
                    help="activation-max search (repeatable); default: pixel, regularised, and prior if given")
     p.add_argument("--prior", help="prior file from kgan train-prior (activation-max)")
     p.add_argument("--vgg-weights", help="VGG-16 weights, for a prior with the vgg16 encoder")
     p.add_argument("--steps", type=int, help="optimisation steps (activation-max) or traversal columns")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="any other option (JSON values)")
-    p.add_argument("--out", required=True, help="FILE.png; FILE.json gets the numbers")
+    p.add_argument("--out", required=True,
+                   help="FILE.png; FILE.json gets the numbers and FILE.npy the images shown (rows, columns, C, H, W)")
     p.set_defaults(func=cmd_visualise)
 
     p = subparsers.add_parser("train-prior", help="train the image prior used by activation maximisation")

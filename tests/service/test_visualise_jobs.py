@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -40,8 +41,12 @@ def test_visualise_job_makes_an_artifact_with_its_numbers(client, settings, imag
                    "options": {"steps": 3, "methods": ["pixel", "regularised"]}})
     assert job["status"] == "succeeded", job["error"]
     items = client.get(job["links"]["artifacts"], headers=user.headers).json()["items"]
-    assert [(a["kind"], a["member"], a["model_id"]) for a in items] == [("activation-max", 1, model_id)]
-    art = items[0]
+    assert [(a["kind"], a["member"], a["model_id"]) for a in items] == [("activation-max", 1, model_id),
+                                                                         ("activation-max-images", 1, model_id)]
+    art, raw = items
+    shown = np.load(io.BytesIO(client.get(raw["links"]["self"], headers=user.headers).content))
+    assert list(shown.shape) == raw["meta"]["shape"] and shown.shape[0] == 1  # one member's row
+    assert shown.min() >= -1 and shown.max() <= 1
     png = client.get(art["links"]["self"], headers=user.headers)
     assert png.headers["etag"] == f'"{art["sha256"]}"' and "immutable" in png.headers["cache-control"]
     assert Image.open(io.BytesIO(png.content)).format == "PNG"
