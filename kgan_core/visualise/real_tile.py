@@ -1,4 +1,10 @@
-"""Real tile: the real images member k is responsible for, nearest to its point mass first."""
+"""Real tile: the real images member k is responsible for — a random sample of the tile, and
+beside it the images nearest to its point mass, labelled as such.
+
+The nearest images are the tile's cleanest, most typical ones; alone they make a mixed tile
+look pure. The random sample shows what the member really has to learn, and for labelled
+data the tile's label histogram says how mixed it is.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +17,66 @@ from kgan_core.visualise.base import (
     members_of,
     require_images,
     rounded,
+    seeded,
     tile_items,
     title_for,
 )
 
 
+def tile_rows(run, member: int) -> torch.Tensor:
+    """Dataset row indices of member's tile (every row for assignment='none')."""
+    if run.config.assignment == "none":
+        return torch.arange(run.dataset.n)
+    return torch.nonzero(run.assignment.cpu() == member).flatten()
+
+
+def label_histogram(run, member: int) -> dict[str, float] | None:
+    """Share of each label in member's tile, largest first; None when the data has no labels."""
+    labels = run.dataset.labels
+    rows = tile_rows(run, member)
+    if labels is None or not rows.numel():
+        return None
+    counts = torch.bincount(labels[rows], minlength=int(labels.max()) + 1)
+    names = run.dataset.classes or tuple(str(i) for i in range(counts.numel()))
+    order = torch.argsort(counts, descending=True)
+    return {names[int(i)]: float(counts[i]) / rows.numel() for i in order if counts[i] > 0}
+
+
+def _mix(histogram: dict[str, float] | None, top: int = 3) -> str:
+    if not histogram:
+        return ""
+    return ", ".join(f"{name} {100 * share:.0f}%" for name, share in list(histogram.items())[:top])
+
+
 def real_tile(run, member: int | None = None, *, seed: int = 0, n: int | None = None) -> Visualisation:
     require_images(run, "real-tile")
     members = members_of(run, member)
-    n = bounded_int("n", n if n is not None else (8 if member is None else 32), 1, 256)
-    title = title_for(run, "real tile", member, seed, f"{n} nearest to the point mass")
-    ncol = n if member is None else min(8, n)
+    n = bounded_int("n", n if n is not None else 8, 1, 64)
+    title = title_for(run, "real tile", member, seed,
+                      f"per member: {n} drawn at random from the tile, then the {n} nearest to its point mass")
     rows, labels, numbers = [], [], {"n": n, "members": {}}
     for j in members:
         items = tile_items(run, j)
+        count = items.shape[0]
         mass = run.point_masses[j].reshape(1, -1)
-        dist = torch.cdist(items.reshape(items.shape[0], -1), mass)[:, 0] if items.shape[0] else torch.zeros(0)
-        order = torch.argsort(dist)[:n]
-        chosen = items[order]
-        blank = torch.ones(n - chosen.shape[0], *run.item_shape)  # a tile smaller than n: white cells
-        chosen = torch.cat([chosen, blank])
+        dist = torch.cdist(items.reshape(count, -1), mass)[:, 0] if count else torch.zeros(0)
+        nearest = torch.argsort(dist)[:n]
+        drawn = torch.randperm(count, generator=seeded(seed + j))[:n]
+        histogram = label_histogram(run, j)
         share = run.tile_shares[j]
         numbers["members"][str(j)] = rounded({
-            "tile_size": run.tile_sizes[j], "tile_share": share, "shown": int(order.numel()),
-            "distances_to_point_mass": dist[order].tolist(),
-            "mean_distance_in_tile": float(dist.mean()) if dist.numel() else None,
+            "tile_size": run.tile_sizes[j], "tile_share": share, "shown_each": int(nearest.numel()),
+            "random_indices_in_tile": drawn.tolist(), "label_histogram": histogram,
+            "distances_to_point_mass_nearest": dist[nearest].tolist(),
+            "distances_to_point_mass_random": dist[drawn].tolist(),
+            "mean_distance_in_tile": float(dist.mean()) if count else None,
         })
-        per_member = chosen.reshape(-1, ncol, *run.item_shape)
-        rows.append(per_member)
-        labels += [f"member {j} ({100 * share:.1f}%)"] + [""] * (per_member.shape[0] - 1)
-    grid = torch.cat(rows)
-    image = labelled_grid(grid, row_labels=labels, col_labels=[str(i) for i in range(ncol)], title=title)
-    return Visualisation("real-tile", member, seed, title, image, numbers)
+        for picked, kind in ((drawn, "random"), (nearest, "nearest to m")):
+            chosen = items[picked]
+            blank = torch.ones(n - chosen.shape[0], *run.item_shape, device=items.device)  # a small tile: white cells
+            rows.append(torch.cat([chosen, blank]))
+            head = f"member {j} ({100 * share:.1f}%)" + (f": {_mix(histogram)}" if histogram else "")
+            labels.append(f"{head} · {kind}" if kind == "random" else kind)
+    grid = torch.stack(rows)
+    image = labelled_grid(grid, row_labels=labels, col_labels=[str(i) for i in range(n)], title=title)
+    return Visualisation("real-tile", member, seed, title, image, numbers, images=grid)
