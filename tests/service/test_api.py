@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from api.db import Database
 from api.models import Job
-from tests.service.conftest import SHARED_DATA, TINY_TRAIN, assert_problem
+from tests.service.conftest import TINY_TRAIN, assert_problem
 
 
 def job_count(settings) -> int:
@@ -211,7 +211,7 @@ def image_store(tmp_path_factory):
 
     store = ArtifactStore(tmp_path_factory.mktemp("render-store"))
     store.ensure()
-    config = TrainConfig(dataset="mnist", data_root=str(SHARED_DATA), image_size=8, limit=256, k=2, steps=2,
+    config = TrainConfig(dataset="mnist", image_size=8, limit=256, k=2, steps=2,
                          batch_size=8, n_critic=1, width=4, rounds=0, device="cpu", checkpoint_every=2, log_every=1)
     train(config, store.root / "runs" / "tiny")
     return store
