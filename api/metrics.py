@@ -5,10 +5,10 @@ that run in other processes)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -43,6 +43,21 @@ class JobCollector(Collector):
             buckets.append(("+Inf", len(values)))
             durations.add_metric([kind, status], buckets, sum(values))
         yield durations
+
+
+class ProcessRestarts(Collector):
+    """How often `kgan serve` restarted a child that died, by child (worker, broker). The
+    supervisor keeps the counts in this process, beside the API that reports them."""
+
+    def __init__(self, restarts: Mapping[str, int]):
+        self.restarts = restarts
+
+    def collect(self) -> Iterator:
+        family = CounterMetricFamily("kgan_serve_restarts", "Children of kgan serve started again after dying",
+                                     labels=["process"])
+        for name, count in sorted(self.restarts.items()):
+            family.add_metric([name], count)
+        yield family
 
 
 class RequestMetrics:

