@@ -1,21 +1,24 @@
-"""Visualisation targets of issue 3 on MNIST with a k=10 run, on CPU.
+"""Visualisations that prove what they show, on an MNIST k=10 run, every control a column.
 
-    .venv/bin/python benchmarks/visualise.py [--cache /tmp/kgan-bench] [--steps 300] [--prior-steps 600]
+    .venv/bin/python benchmarks/visualise.py --run RUN_DIR [--out /tmp/kgan-vis-bench] [--am-steps 200]
+                                             [--prior PRIOR_FILE] [--random 50]
 
-Trains (or reuses, from --cache) a k=10 MNIST run at 32 px and a prior with the small
-encoder, then measures:
-- prior fidelity on 500 held-out digits: SSIM (target >= 0.7) and PSNR;
-- activation maximisation of the last critic layer (score) for every member, without a
-  prior (pixels; regularised) and with the prior (DGN-AM): activation reached against the
-  max over the real images of the member's tile;
-- realism: each maximised image's distance to the nearest real digit in E's feature space,
-  divided by the median real-to-real nearest-neighbour distance (1 = as close as real digits
-  are to one another);
-- principal directions vs random directions: image change per unit step, per member;
-- the time each visualisation of one member takes (target <= 10 s; activation maximisation
-  and prior training are reported).
-Runs on one CPU thread so timings do not depend on what else the machine is doing with the
-other cores. Prints a table; writes results.json into the cache folder.
+Without --run it trains a short k=10 MNIST run (32 px, thesis nets) into --out first. Runs on
+one torch thread and reports CPU seconds. Measures, with the independent judge
+(``kgan_core.judge``, trained on the data alone and cached):
+- activation maximisation of every critic layer's mean, per member and search: z over the
+  real tile (the tile's spread as the unit) beside the controls — best real tile image, tile
+  mean, tile mean binarised, black, white, noise — and the same search on a re-initialised
+  critic; members beating every control by the margin; the AM cross-member matrix's diagonal
+  leads and the selectivity bar; the judge's class and confidence for each AM image beside
+  the tile's majority label;
+- principal directions (in z, and edited at a middle generator layer) ranked among random
+  ones (percentile), for the trained generators and, as the control, re-initialised ones;
+- frozen-latent's frozen-vs-resampled ratio and traversal effects in judge features;
+- cross-member: critics ranking their own generator first, and warnings;
+- real tiles: each tile's majority label share;
+- CPU seconds per visualisation of one member.
+Prints tables; writes results.json and the pictures (PNG + JSON + NPY) into --out.
 """
 
 from __future__ import annotations
@@ -28,117 +31,194 @@ from pathlib import Path
 
 import torch
 
-from kgan_core.prior import PriorConfig, load_prior, train_prior
+from kgan_core.models import build_generator
 from kgan_core.run import load_run
 from kgan_core.train import TrainConfig, train
-from kgan_core.visualise import VISUALISATIONS, visualise
+from kgan_core.visualise import visualise
+from kgan_core.visualise.activation import CONTROLS
+from kgan_core.visualise.base import seeded
+from kgan_core.visualise.directions import (
+    layer_modules,
+    principal_directions_of,
+    random_directions_at,
+    traverse,
+)
+from kgan_core.visualise.effects import feature_space, path_effect, percentile, sample_spread
+from kgan_core.visualise.real_tile import label_histogram
 
 
-def run_config(steps: int) -> TrainConfig:
-    return TrainConfig(dataset="mnist", image_size=32, k=10, width=8, batch_size=32,
-                       n_critic=2, steps=steps, rounds=3, lr_g=3e-4, lr_d=3e-4, seed=0, device="cpu",
-                       log_every=25, checkpoint_every=100)
+def short_run(out: Path) -> Path:
+    run_dir = out / "mnist-k10"
+    train(TrainConfig(dataset="mnist", image_size=32, k=10, batch_size=32, n_critic=2, steps=600, rounds=2,
+                      lr_g=3e-4, lr_d=3e-4, seed=0, device="cpu", log_every=50, checkpoint_every=100), run_dir,
+          callback=lambda p: print(f"  run step {p.step}/{p.total}", flush=True))
+    return run_dir
 
 
-def prior_config(steps: int) -> PriorConfig:
-    return PriorConfig(dataset="mnist", image_size=32, encoder="small", code_dim=128,
-                       width=32, steps=steps, batch_size=64, holdout=500, log_every=250, seed=0, device="cpu")
+def cpu_seconds(fn):
+    started = time.process_time()
+    value = fn()
+    return value, time.process_time() - started
+
+
+def middle_layer(generator) -> str:
+    """A generator layer halfway through, for GANSpace edits at a layer."""
+    names = [n for n, m in layer_modules(generator).items() if "norm" in type(m).__name__.lower()]
+    return names[len(names) // 2] if names else list(layer_modules(generator))[len(layer_modules(generator)) // 2]
+
+
+def direction_percentiles(generator, latent_dim: int, space, layer: str | None, random: int, seed: int = 0,
+                          components: int = 3, n_base: int = 8, span: float = 3.0, steps: int = 7) -> list[float]:
+    """Percentile of each of the top ``components`` principal directions among ``random`` random ones."""
+    spread = sample_spread(space, generator, latent_dim, seed)
+    pcs, pc_spread, _ = principal_directions_of(generator, latent_dim, components, seed, layer)
+    rand, rand_spread = random_directions_at(generator, latent_dim, random, seed, layer)
+    base = torch.randn(n_base, latent_dim, generator=seeded(seed + 1))
+    offsets = torch.linspace(-span, span, steps)
+    images = traverse(generator, layer, base, torch.cat([pcs, rand]), torch.cat([pc_spread, rand_spread]), offsets)
+    effect = path_effect(space, images, offsets, spread).mean(0)
+    return [percentile(float(v), effect[components:]) for v in effect[:components]]
+
+
+def reinitialised_generator(run, seed: int = 7_777_777):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        g = build_generator(run.spec, 1)
+    return g.eval().requires_grad_(False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", default="/tmp/kgan-bench")
-    parser.add_argument("--steps", type=int, default=300, help="k-GAN generator steps")
-    parser.add_argument("--prior-steps", type=int, default=600)
+    parser.add_argument("--run", help="an MNIST k-GAN run folder (default: train a short one into --out)")
+    parser.add_argument("--out", default="/tmp/kgan-vis-bench")
     parser.add_argument("--am-steps", type=int, default=200)
+    parser.add_argument("--prior", help="a prior file: adds the prior search")
+    parser.add_argument("--random", type=int, default=50, help="random directions per member")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cache = Path(args.cache)
-    run_dir = cache / f"mnist-k10-s{args.steps}"
-    started = time.perf_counter()
-    train(run_config(args.steps), run_dir,
-          callback=lambda p: print(f"  run step {p.step}/{p.total}  tiles {p.tile_sizes}", flush=True))
-    train_s = time.perf_counter() - started
-    prior_path = cache / f"prior-small-32-s{args.prior_steps}-v2.safetensors"
-    if not prior_path.exists():
-        train_prior(prior_config(args.prior_steps), prior_path,
-                    callback=lambda p: print(f"  prior step {p.step}: held-out mse {p.heldout_mse:.4f}", flush=True))
-    prior = load_prior(prior_path)
-    run = load_run(run_dir)
-    _ = run.dataset  # loaded once, outside the timings
-    results: dict = {"run": str(run_dir), "run_train_seconds_this_call": round(train_s, 1), "prior": str(prior_path),
-                     "prior_metrics": prior.info["metrics"], "tile_label_nmi": run.metrics.get("tile_label_nmi")}
-
-    timings = {}
-    for what in VISUALISATIONS:
-        if what == "activation-max":
-            continue
-        vis = visualise(run, what, 0)
-        timings[what] = vis.timings["total_seconds"]
-    results["seconds_per_visualisation_member0"] = timings
-
-    am = visualise(run, "activation-max", None, prior=prior, steps=args.am_steps, seed=0)
-    results["activation_max"] = {"numbers": am.numbers, "timings": am.timings}
-    am.save(cache / "activation-max-score.png")
-    am_one = visualise(run, "activation-max", 0, prior=prior, steps=args.am_steps, seed=0)
-    results["activation_max_member0_seconds"] = am_one.timings["total_seconds"]
-
-    every = visualise(run, "activation-max", None, layer="all", prior=prior, steps=args.am_steps, seed=0)
-    results["activation_max_every_layer"] = {
-        layer: {m: {"reach": sum(d["members"][str(j)][m]["reaches_real_max"] for j in range(run.k)),
-                    "median_nn_ratio": statistics.median(d["members"][str(j)][m]["feature_nn_ratio"]
-                                                         for j in range(run.k))}
-                for m in every.numbers["methods"]}
-        for layer, d in every.numbers["layers"].items()}
-    every.save(cache / "activation-max-every-layer.png")
-
-    directions = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = load_run(args.run or short_run(out))
+    _ = run.dataset
+    space = feature_space(run, True)
+    results: dict = {"run": str(run.run_dir), "step": run.step, "k": run.k, "judge": space.judge.describe()}
+    majority = {}
     for j in range(run.k):
-        n = visualise(run, "principal-directions", j).numbers
-        directions[j] = (n["mean_change_principal"], n["mean_change_random"], n["principal_over_random"])
-    results["principal_directions"] = directions
-    visualise(run, "principal-directions", 0).save(cache / "principal-directions-m0.png")
-    (cache / "results.json").write_text(json.dumps(results, indent=2))
-    report(results, run.k)
+        hist = label_histogram(run, j) or {}
+        top = next(iter(hist.items()), (None, 0.0))
+        majority[j] = (top[0], top[1])
+    results["tile_majority"] = {j: list(v) for j, v in majority.items()}
+
+    am = {}
+    methods = ["pixel", "regularised"] + (["prior"] if args.prior else [])
+    for layer in run.critic.layer_names:
+        vis, sec = cpu_seconds(lambda layer=layer: visualise(run, "activation-max", None, layer=layer, methods=methods,
+                                                             prior=args.prior, steps=args.am_steps, judge=True))
+        vis.save(out / f"activation-max-{layer}.png")
+        am[layer] = {"numbers": vis.numbers, "cpu_seconds": sec}
+    results["activation_max"] = am
+
+    dirs = {}
+    for j in range(run.k):
+        gen = run.member(j).generator.requires_grad_(False)
+        layer = middle_layer(gen)
+        fresh = reinitialised_generator(run, 7_777_777 + j)
+        dirs[j] = {"layer": layer,
+                   "z": direction_percentiles(gen, run.spec.latent_dim, space, None, args.random),
+                   "at_layer": direction_percentiles(gen, run.spec.latent_dim, space, layer, args.random),
+                   "untrained_z": direction_percentiles(fresh, run.spec.latent_dim, space, None, args.random),
+                   "untrained_at_layer": direction_percentiles(fresh, run.spec.latent_dim, space, layer, args.random)}
+    results["principal_directions"] = dirs
+
+    latent = {}
+    for j in range(run.k):
+        frozen = visualise(run, "frozen-latent", j, judge=True).numbers
+        trav = visualise(run, "traversal", j, judge=True).numbers
+        latent[j] = {"frozen_vs_resampled": [d["frozen_vs_resampled"] for d in frozen["dims"].values()],
+                     "traversal_effect": [d["effect_per_sd"] for d in trav["dims"].values()]}
+    results["latent"] = latent
+
+    cross = visualise(run, "cross-member", n=256)
+    cross.save(out / "cross-member.png")
+    results["cross_member"] = {k: cross.numbers[k] for k in ("critic_ranks_own_generator_first", "warnings",
+                                                             "share_of_critics_ranking_own_generator_first")}
+
+    seconds = {}
+    for what, options in (("samples", {}), ("medoid", {}), ("real-tile", {}), ("frozen-latent", {"judge": True}),
+                          ("traversal", {"judge": True}), ("principal-directions", {"judge": True}),
+                          ("cross-member", {}), ("channel-atlas", {}),
+                          ("activation-max", {"judge": True, "steps": args.am_steps})):
+        vis, sec = cpu_seconds(lambda what=what, options=options: visualise(run, what, 0, **options))
+        vis.save(out / f"{what}-m0.png")
+        seconds[what] = round(sec, 2)
+    visualise(run, "real-tile", None).save(out / "real-tile.png")
+    visualise(run, "channel-atlas", None, steps=args.am_steps).save(out / "channel-atlas.png")
+    visualise(run, "channel-atlas", 0, steps=args.am_steps, n=3, diversity=1.0).save(out / "channel-atlas-m0-div.png")
+    for j in (0, 1):
+        visualise(run, "principal-directions", j, judge=True).save(out / f"principal-directions-m{j}.png")
+        visualise(run, "frozen-latent", j, judge=True).save(out / f"frozen-latent-m{j}.png")
+        visualise(run, "traversal", j, judge=True).save(out / f"traversal-m{j}.png")
+    results["cpu_seconds_member0"] = seconds
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    report(results, methods)
 
 
-def report(r: dict, k: int) -> None:
-    m = r["prior_metrics"]
-    print("\n## prior fidelity (500 held-out digits, 32 px)")
-    print(f"SSIM {m['heldout_ssim']:.3f} (target >= 0.7)   PSNR {m['heldout_psnr']:.2f} dB   "
-          f"training {m['train_seconds']:.0f} s")
-    am = r["activation_max"]["numbers"]["members"]
-    methods = r["activation_max"]["numbers"]["methods"]
-    print("\n## activation maximisation of the last critic layer (score), per member")
-    print("member | tile max | tile mean | " + " | ".join(f"{x} reached" for x in methods) + " | "
-          + " | ".join(f"{x} NN ratio" for x in methods))
-    for j in range(k):
-        e = am[str(j)]
-        print(f"{j:>6} | {e['real_max']:8.3f} | {e['real_mean']:9.3f} | "
-              + " | ".join(f"{e[x]['reached']:10.3f}" for x in methods) + " | "
-              + " | ".join(f"{e[x]['feature_nn_ratio']:8.2f}" for x in methods))
-    for x in methods:
-        reach = sum(am[str(j)][x]["reaches_real_max"] for j in range(k))
-        ratio = statistics.median(am[str(j)][x]["feature_nn_ratio"] for j in range(k))
-        print(f"{x:>12}: reaches the tile max for {reach}/{k} members; median E-feature NN ratio {ratio:.2f} "
-              "(real digits: 1.00)")
-    t = r["activation_max"]["timings"]
-    print(f"time, all {k} members at once: " + ", ".join(f"{a} {b:.1f} s" for a, b in t.items())
-          + f"; member 0 alone: {r['activation_max_member0_seconds']:.1f} s")
-    print("\n## every critic layer's mean, every member: members reaching the tile max; median NN ratio")
-    for layer, methods_ in r["activation_max_every_layer"].items():
-        print(f"{layer:>6}: " + " | ".join(f"{m} {v['reach']}/{k}, {v['median_nn_ratio']:.2f}"
-                                           for m, v in methods_.items()))
-    print("\n## principal directions vs random (image RMS change per unit step, 5 PCs vs 3 random)")
-    d = r["principal_directions"]
-    for j in range(k):
-        p, q, ratio = d[j]
-        print(f"member {j}: principal {p:.4f}  random {q:.4f}  ratio {ratio:.2f}")
-    wins = sum(d[j][2] > 1 for j in range(k))
-    print(f"principal > random for {wins}/{k} members; median ratio {statistics.median(d[j][2] for j in range(k)):.2f}")
-    print("\n## seconds per visualisation of member 0 (target <= 10 s)")
-    for what, s in r["seconds_per_visualisation_member0"].items():
-        print(f"{what:>22}: {s:6.2f}")
+def report(r: dict, methods: list[str]) -> None:
+    k, j = r["k"], r["judge"]
+    print(f"run {r['run']} (step {r['step']}); judge: {j['kind']}, held-out accuracy {j['held_out_accuracy']}")
+    print("tile majority label (share): " + ", ".join(f"{m}: {v[0]} ({100 * v[1]:.0f}%)"
+                                                       for m, v in r["tile_majority"].items()))
+    for layer, entry in r["activation_max"].items():
+        n = entry["numbers"]
+        print(f"\n## activation max, {layer} mean ({entry['cpu_seconds']:.0f} CPU s): z over the real tile")
+        for method in methods:
+            print(f"\n### {method}")
+            print("| member | search z | " + " | ".join(CONTROLS) + " | margin | beats | re-init z | re-init margin "
+                  "| re-init beats | judge class (conf) | tile majority |")
+            print("|" + "---|" * (len(CONTROLS) + 9))
+            for m in range(k):
+                t, f = n["members"][str(m)]["trained"], n["members"][str(m)]["reinit"]
+                judge = t[method].get("judge", {})
+                yes = {True: "yes", False: "no"}
+                print(f"| {m} | {t[method]['z']:+.2f} | " + " | ".join(f"{t['controls_z'][c]:+.2f}" for c in CONTROLS)
+                      + f" | {t[method]['margin_over_best_control']:+.2f} | {yes[t[method]['beats_controls']]}"
+                      f" | {f[method]['z']:+.2f} | {f[method]['margin_over_best_control']:+.2f}"
+                      f" | {yes[f[method]['beats_controls']]}"
+                      f" | {judge.get('class')} ({judge.get('confidence', float('nan')):.2f})"
+                      f" | {r['tile_majority'][m][0]} |")
+            h = n["headline"][method]
+            s = n["selectivity"][method]
+            agree = sum(str(n["members"][str(m)]["trained"][method].get("judge", {}).get("class"))
+                        == str(r["tile_majority"][m][0]) for m in range(k))
+            print(f"beats every control by {n['margin']}: trained {h['trained']}/{k}, "
+                  f"re-initialised {h['reinit']}/{k}; "
+                  f"diagonal leads its row: trained {s['trained']['dominant_rows']}/{k}, re-initialised "
+                  f"{s['reinit']['dominant_rows']}/{k}; selective rows (lead > {s['bar_z']}) {s['selective_rows']}/{k}"
+                  f" -> {'passes' if s['passes'] else 'fails'}; judge class = tile majority {agree}/{k}")
+    print("\n## principal directions: percentile of PC1-3 among random directions (judge features)")
+    print("| member | layer | z: trained | z: untrained | at layer: trained | at layer: untrained |")
+    print("|---|---|---|---|---|---|")
+    counts = {key: 0 for key in ("z", "untrained_z", "at_layer", "untrained_at_layer")}
+    for m, d in r["principal_directions"].items():
+        for key in counts:
+            counts[key] += all(p >= 95 for p in d[key])
+        print(f"| {m} | {d['layer']} | " + " | ".join("/".join(f"{p:.0f}" for p in d[key])
+                                                     for key in ("z", "untrained_z", "at_layer", "untrained_at_layer"))
+              + " |")
+    print("top 3 all above the 95th percentile: " + ", ".join(f"{key} {v}/{k}" for key, v in counts.items()))
+    lat = r["latent"]
+    print("\n## latent grids (judge features)")
+    print("frozen-vs-resampled (top dim), median over members: "
+          f"{statistics.median(v['frozen_vs_resampled'][0] for v in lat.values()):.2f}; traversal effect of the "
+          f"top dim per sd, median: {statistics.median(v['traversal_effect'][0] for v in lat.values()):.3f}")
+    c = r["cross_member"]
+    print(f"\n## cross-member: critics ranking their own generator first {sum(c['critic_ranks_own_generator_first'])}"
+          f"/{k}; warnings: {len(c['warnings'])}")
+    for w in c["warnings"]:
+        print("  " + w)
+    print("\n## CPU seconds per visualisation of member 0")
+    for what, s in r["cpu_seconds_member0"].items():
+        print(f"{what:>22}: {s:7.2f}")
 
 
 if __name__ == "__main__":
