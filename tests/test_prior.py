@@ -5,11 +5,13 @@ import torch
 from _runs import TINY_PRIOR, one_thread, tiny_prior_path, tiny_run_dir
 
 from kgan_core.prior import (
+    CodeRegion,
     EncoderWeightsMissing,
+    JudgeRealism,
     PriorConfig,
     PriorError,
     PriorMismatchError,
-    feature_nn_ratio,
+    holdout_split,
     load_prior,
     load_vgg16_encoder,
     train_prior,
@@ -49,15 +51,67 @@ def test_a_loaded_prior_decodes_exactly_as_trained_and_knows_its_code_range(prio
     assert again.info["metrics"] == prior.info["metrics"]
 
 
-def test_real_digits_are_nearer_real_digits_than_noise_in_feature_space(prior):
+def test_the_hold_out_is_a_random_split_and_too_little_data_says_how_to_lower_it(prior):
+    train_rows, held_rows = holdout_split(300, 50, seed=0)
+    assert sorted(torch.cat([train_rows, held_rows]).tolist()) == list(range(300))
+    assert held_rows.max() - held_rows.min() > 200  # spread over the data, not its last 50 rows
+    assert sorted(prior.info["heldout_rows"]) == sorted(held_rows.tolist())
+    with pytest.raises(PriorError, match=r"at most 8 \(kgan train-prior \.\.\. --set holdout=N"):
+        holdout_split(10, 9, seed=0)
+
+
+def test_codes_are_kept_in_the_region_without_being_pulled_to_the_mean():
+    g = torch.Generator().manual_seed(0)
+    region = CodeRegion.of(torch.randn(2000, 6, generator=g) * torch.tensor([1, 2, 3, 4, 5, 6]) + 10)
+    inside = region.sample(100, g)
+    assert region.contains(inside).all()
+    u = region.standardise(inside)
+    assert torch.allclose(region.project_standardised(u), u)  # a code in the region stays where it is
+    far = region.project_standardised(torch.full((1, 6), 50.0))
+    assert region.contains(region.code(far)).all()
+    assert far.norm() == pytest.approx(region.radius, rel=1e-4)  # moved onto the boundary, not to the mean
+
+
+def test_prior_code_search_stays_in_the_region_and_does_not_decay(prior):
+    from kgan_core.visualise import param
+
+    g = torch.Generator().manual_seed(0)
+    p = param.prior_code(prior, (3, 2), g)
+    assert prior.region.contains(p.code().reshape(-1, prior.code_dim)).all()
+    before = p.u.detach().clone()
+    p.after_step()
+    assert torch.equal(p.u.detach(), before)
+    with torch.no_grad():
+        p.u.mul_(100.0)
+    p.after_step()
+    assert prior.region.contains(p.code().reshape(-1, prior.code_dim)).all()
+    assert p.image().shape == (3, 2, 1, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def digits():
     from kgan_core.data import load_dataset
 
-    data = load_dataset("mnist", image_size=16, limit=200)
-    real = data.to_model(data.x)
-    noise = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    held = torch.tensor(feature_nn_ratio(prior, real[150:160], real[:150]))
-    far = torch.tensor(feature_nn_ratio(prior, noise, real[:150]))
-    assert held.mean() < far.mean()
+    data = load_dataset("mnist", image_size=16, limit=1200)
+    return data, data.to_model(data.x)
+
+
+@pytest.fixture(scope="module")
+def judge(digits):
+    from kgan_core.judge import train_judge
+
+    return train_judge(digits[0], updates=300)  # an independent classifier of these digits, nothing else
+
+
+def test_blank_and_noise_images_fail_the_judges_realism_and_real_digits_pass(digits, judge):
+    from kgan_core.judge import control_images
+
+    _, x = digits
+    realism = JudgeRealism(judge, x[:1000])
+    real = realism.data_like(x[1000:1200]).double().mean()
+    assert real >= 0.6
+    for name, images in control_images(x[:1000], 200).items():
+        assert realism.data_like(images).double().mean() <= real - 0.5, name
 
 
 def test_a_prior_of_another_size_or_encoder_is_refused(prior, tmp_path):

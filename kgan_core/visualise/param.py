@@ -94,26 +94,22 @@ def image_count(shape: tuple[int, ...]) -> int:
 class PriorCodeParam(ImageParam):
     """DGN-AM: optimise the input code of a learned prior's decoder instead of pixels.
 
-    The code is kept as ``mean + half_range · u`` and u is optimised, so one learning rate
-    suits every code dimension. After each step u decays towards 0 (the code towards the
-    data's mean code; Nguyen et al. decay towards 0 because their codes are ReLU outputs
-    whose typical value is near 0) and is clipped so the code stays within the range seen
-    on real data.
+    The code is kept standardised, code = mean + std · u (``kgan_core.prior.region``), so one
+    learning rate suits every code dimension, and after every step u is moved back into the
+    prior's region: per-dimension bounds read off the real codes and a bound on the code's
+    length. The search starts at a random code of the region (``sd``: its spread in units of
+    the real codes' spread), and nothing pulls it towards the mean code: with the earlier
+    decay towards the mean, activation maximisation ended at the mean code, which decoded
+    to a nearly black image.
     """
 
-    def __init__(self, prior, lead: tuple[int, ...], generator: torch.Generator, sd: float = 0.1,
-                 decay: float = 0.01):
-        self.prior, self.lead, self.decay = prior, tuple(lead), decay
-        self.mean = prior.code_mean
-        self.half = ((prior.code_hi - prior.code_lo) / 2).clamp_min(1e-6)
-        self.u_lo = (prior.code_lo - self.mean) / self.half
-        self.u_hi = (prior.code_hi - self.mean) / self.half
-        u = sd * torch.randn(*lead, prior.code_dim, generator=generator)
-        self.u = torch.maximum(torch.minimum(u.to(self.mean.device), self.u_hi), self.u_lo).requires_grad_(True)
+    def __init__(self, prior, lead: tuple[int, ...], generator: torch.Generator, sd: float = 1.0):
+        self.prior, self.lead, self.region = prior, tuple(lead), prior.region
+        self.u = self.region.sample_standardised(self.lead, generator, sd).requires_grad_(True)
         self.params = [self.u]
 
     def code(self) -> torch.Tensor:
-        return self.mean + self.half * self.u
+        return self.region.code(self.u)
 
     def image(self) -> torch.Tensor:
         flat = self.code().reshape(-1, self.prior.code_dim)
@@ -122,8 +118,7 @@ class PriorCodeParam(ImageParam):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        self.u.mul_(1.0 - self.decay)
-        self.u.copy_(torch.maximum(torch.minimum(self.u, self.u_hi), self.u_lo))
+        self.u.copy_(self.region.project_standardised(self.u))
 
 
 def prior_code(prior, lead: tuple[int, ...], generator: torch.Generator, **kwargs) -> PriorCodeParam:
