@@ -307,7 +307,7 @@ class JobRunner:
                  result.step, time.perf_counter() - started, result.stopped, stop.reason)
         if result.stopped:
             return self.record_stop(claim, stop, result.step)
-        return self.record_model(claim, run_dir)
+        return self.record_model(claim, run_dir, render_pictures(run_dir, self.settings.worker_device))
 
     def record_stop(self, claim: Claim, stop: Stop, step: int | None = None) -> str:
         """A stopped job; ``step`` is where its last checkpoint was written (None if it has none)."""
@@ -329,8 +329,9 @@ class JobRunner:
             return "requeued"
         return "superseded"
 
-    def record_model(self, claim: Claim, run_dir: Path) -> str:
-        """The model row, its artifacts and `succeeded`, in one fenced transaction."""
+    def record_model(self, claim: Claim, run_dir: Path, pictures: list[tuple[str, Path, int, dict]] = ()) -> str:
+        """The model row, its artifacts (with ``pictures``: (kind, path, member, meta) PNGs) and
+        `succeeded`, in one fenced transaction."""
         summary = json.loads((run_dir / "run.json").read_text())
         files = [("checkpoint", "checkpoint.safetensors", "application/octet-stream"),
                  ("run-summary", "run.json", "application/json")]
@@ -353,6 +354,10 @@ class JobRunner:
                 s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model.id, kind=kind, filename=name,
                                path=self.store.relative(run_dir / name), media_type=media, size_bytes=size,
                                sha256=sha, meta=meta))
+            for kind, path, member, meta in pictures:
+                s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model.id, member=member, kind=kind,
+                               filename=path.name, path=self.store.relative(path), media_type="image/png",
+                               size_bytes=path.stat().st_size, sha256=file_sha256(path), meta=meta))
             job.status, job.finished_at, job.eta_s = "succeeded", now, None
             job.step = summary["step"]
         return "succeeded"
@@ -440,6 +445,38 @@ class JobRunner:
         with self.db.session() as s:
             if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
                 stop.set("cancelled")
+
+
+# Drawn for every member when training succeeds, so a fetched model comes with its pictures:
+# (visualisation, options) by the kind of data.
+MEMBER_PICTURES = {"images": (("samples", {"n": 64}), ("medoid", {"n": 256}), ("real-tile", {})),
+                   "points": (("samples", {"n": 256}),)}
+
+
+def render_pictures(run_dir: Path, device: str) -> list[tuple[str, Path, int, dict]]:
+    """Each member's samples (and, for images, its medoid and real images of its tile) as PNGs in
+    run_dir/pictures: (kind, path, member, meta) for record_model. A picture that fails is
+    logged and left out; the trained model is recorded all the same."""
+    from kgan_core.run import load_run
+    from kgan_core.visualise import visualise
+
+    out = run_dir / "pictures"
+    out.mkdir(exist_ok=True)
+    run = load_run(run_dir, device=_device(device))
+    wanted = MEMBER_PICTURES[run.dataset_kind]
+    made = []
+    for member in range(run.k):
+        for what, options in wanted:
+            try:
+                vis = visualise(run, what, member, seed=0, **options)
+                path, _numbers = vis.save(out / f"{what}-member{member}.png")
+            except Exception:
+                log.exception("could not draw %s of member %s in %s; the model is kept without it",
+                              what, member, run_dir)
+                continue
+            made.append((what, path, member, {"title": vis.title, "numbers": vis.numbers, "seed": 0,
+                                              "options": options, "step": run.step}))
+    return made
 
 
 def _cuda() -> bool:

@@ -11,16 +11,17 @@ export const session = {
 };
 
 export class ApiError extends Error {
-  constructor(status, title, detail, errors = []) {
+  // problem: the whole problem+json body, for fields a page acts on (a 409's `blocking` ids).
+  constructor(status, title, detail, errors = [], problem = {}) {
     super(detail ? `${title}: ${detail}` : title);
-    Object.assign(this, { status, title, detail, errors });
+    Object.assign(this, { status, title, detail, errors, problem });
   }
 
   static async from(response) {
     let problem = {};
     try { problem = await response.json(); } catch { /* not JSON: use the status line */ }
     return new ApiError(response.status, problem.title || response.statusText || `HTTP ${response.status}`,
-                        problem.detail || "", problem.errors || []);
+                        problem.detail || "", problem.errors || [], problem);
   }
 }
 

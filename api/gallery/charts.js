@@ -1,5 +1,6 @@
 // Line charts as plain SVG: loss curves while a job trains. Colours follow member index, the
-// same in every chart, so member 3 is always the same colour.
+// same in every chart and in every picture the service draws (kgan_core.render.MEMBER_COLOURS),
+// so member 3 is always the same colour.
 
 const SVG = "http://www.w3.org/2000/svg";
 export const MEMBER_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -15,6 +16,28 @@ function s(tag, attrs = {}, text) {
 
 const label = (v) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : v.toFixed(2));
 
+// A single report has no x range to draw: each member's value as a dot, with the step it came from.
+function oneReport(svg, series, { width, height, pad, xLabel }) {
+  const values = series.map((line) => [line, line.points.find(([, y]) => Number.isFinite(y))]).filter(([, p]) => p);
+  const ys = values.map(([, [, y]]) => y);
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (y1 === y0) { y0 -= 1; y1 += 1; }
+  const Y = (y) => height - pad.bottom - ((y - y0) / (y1 - y0)) * (height - pad.top - pad.bottom);
+  const x = pad.left + 24;
+  svg.append(s("line", { x1: pad.left, y1: Y(y0), x2: pad.left, y2: Y(y1), class: "axis" }));
+  svg.append(s("text", { x: pad.left - 4, y: Y(y1) + 4, "text-anchor": "end", class: "tick" }, label(y1)));
+  svg.append(s("text", { x: pad.left - 4, y: Y(y0), "text-anchor": "end", class: "tick" }, label(y0)));
+  for (const [line, [, y]] of values) {
+    const dot = s("circle", { cx: x, cy: Y(y), r: Math.min(4, height / 12), fill: line.colour, class: "dot" });
+    dot.append(s("title", {}, `${line.name}: ${label(y)}`));
+    svg.append(dot);
+  }
+  const step = values[0][1][0];
+  svg.append(s("text", { x: pad.left + 4, y: height - 6, class: "tick chart-note" },
+               width >= 240 ? `one report so far (${xLabel} ${step})` : `1 report, ${xLabel} ${step}`));
+  return svg;
+}
+
 // series: [{name, colour, points: [[x, y], ...], dashed}]
 export function lineChart(series, { width = 320, height = 160, title = "", xLabel = "step" } = {}) {
   const pad = { left: 46, right: 8, top: title ? 18 : 8, bottom: 22 };
@@ -22,11 +45,12 @@ export function lineChart(series, { width = 320, height = 160, title = "", xLabe
                          "aria-label": title || "chart" });
   const points = series.flatMap((line) => line.points).filter(([, y]) => Number.isFinite(y));
   if (title) svg.append(s("text", { x: pad.left, y: 12, class: "chart-title" }, title));
-  if (points.length < 2) {
+  if (!points.length) {
     svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "chart-empty" },
                  "waiting for progress reports…"));
     return svg;
   }
+  if (new Set(points.map(([x]) => x)).size === 1) return oneReport(svg, series, { width, height, pad, xLabel });
   const xs = points.map(([x]) => x), ys = points.map(([, y]) => y);
   let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   if (x1 === x0) x1 = x0 + 1;

@@ -58,7 +58,8 @@ export function badge(status) {
 
 export function progressBar(fraction, label) {
   const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
-                         "aria-valuenow": Math.round(100 * (fraction || 0)), title: label || "" },
+                         "aria-valuenow": Math.round(100 * (fraction || 0)), title: label || "",
+                         "aria-label": label || "progress" },
                 h("div", { class: "fill" }));
   bar.firstChild.style.width = `${Math.min(100, Math.max(0, 100 * (fraction || 0)))}%`;
   return bar;

@@ -46,7 +46,17 @@ function jobSubject(job) {
   return job.params.dataset || (job.params.dataset_id ? `upload ${short(job.params.dataset_id)}` : "");
 }
 
-function jobRow(job) {
+// A visualisation job outlives its model (deleting a model keeps the jobs' history): link the
+// model only while it exists. `models` is the set of this owner's model ids, or null if unknown.
+function modelLink(job, models) {
+  if (job.model_id) return h("a", { href: `#/models/${job.model_id}` }, "Open model");
+  const source = job.kind === "visualise" || job.kind === "train_prior" ? job.params.model_id : null;
+  if (!source) return "";
+  if (models && !models.has(source)) return h("span", { class: "muted model-deleted" }, `model ${short(source)} was deleted`);
+  return h("a", { href: `#/models/${source}` }, "Its model");
+}
+
+function jobRow(job, models) {
   const p = job.progress || {};
   return h("tr", { dataset: { jobId: job.id, status: job.status } },
            h("td", {}, h("a", { href: `#/jobs/${job.id}` }, short(job.id))),
@@ -57,18 +67,20 @@ function jobRow(job) {
            h("td", {}, job.status === "running" ? eta(p.eta_s) : "–"),
            h("td", {}, lossCell(job)),
            h("td", {}, when(job.created_at)),
-           h("td", {}, job.model_id ? h("a", { href: `#/models/${job.model_id}` }, "Open model") :
-             job.kind === "visualise" && job.params.model_id ?
-               h("a", { href: `#/models/${job.params.model_id}` }, "Its model") : ""));
+           h("td", {}, modelLink(job, models)));
 }
 
-function jobsTable(jobs) {
+function jobsTable(jobs, models) {
   if (!jobs.length) return h("p", { class: "muted" }, "No jobs yet: start a training run above.");
-  return h("table", { class: "jobs" },
-           h("thead", {}, h("tr", {}, ["Job", "Kind", "Status", "Progress", "ETA", "Critic loss", "Created", ""]
+  // Wide tables scroll inside their own box, so a phone's page keeps its width.
+  return h("div", { class: "table-scroll", tabindex: 0, role: "region", "aria-label": "jobs" }, h("table", { class: "jobs" },
+           h("thead", {}, h("tr", {}, ["Job", "Kind", "Status", "Progress", "ETA", "Critic loss", "Created", "Model"]
              .map((t) => h("th", {}, t)))),
-           h("tbody", {}, jobs.map(jobRow)));
+           h("tbody", {}, jobs.map((job) => jobRow(job, models)))));
 }
+
+// The ids of the owner's models, for telling a deleted model from a live one.
+const modelIds = async () => new Set((await allPages("/v1/models?limit=100")).map((m) => m.id));
 
 async function trainForm(onStarted) {
   const status = h("div", { class: "form-status" });
@@ -133,7 +145,8 @@ export async function jobsView(view, ctx) {
   const refresh = async () => {
     const page = await getJSON("/v1/jobs?limit=50");
     page.items.forEach(record);
-    list.replaceChildren(jobsTable(page.items),
+    const models = page.items.some((j) => j.params?.model_id) ? await modelIds() : null;
+    list.replaceChildren(jobsTable(page.items, models),
       page.total > page.items.length ? h("p", { class: "muted" }, `Newest 50 of ${page.total} jobs.`) : "");
     return page.items.some((j) => ACTIVE.has(j.status));
   };
@@ -157,6 +170,7 @@ export async function jobView(view, ctx, jobId) {
   const render = async () => {
     const job = await getJSON(`/v1/jobs/${jobId}`);
     record(job);
+    const models = job.params?.model_id ? await modelIds() : null;
     // A finished job no longer changes: keep its page (and its pictures) as drawn.
     const state = `${job.status} ${job.progress?.step}`;
     if (state === shown && !ACTIVE.has(job.status)) return false;
@@ -166,7 +180,8 @@ export async function jobView(view, ctx, jobId) {
     const actions = h("div", { class: "actions" },
       active ? h("button", { type: "button", onclick: async () => { await postJSON(job.links.cancel); await render(); } },
                  job.cancel_requested ? "Cancelling…" : "Cancel") : "",
-      job.model_id ? h("a", { class: "button", href: `#/models/${job.model_id}` }, "Open model") : "");
+      job.model_id ? h("a", { class: "button", href: `#/models/${job.model_id}` }, "Open model")
+        : job.params?.model_id ? modelLink(job, models) : "");
     const charts = job.kind === "train" ? h("div", { class: "charts" },
       lineChart(perMember(job.id, "d_loss"), { title: "critic loss" }),
       lineChart(perMember(job.id, "g_loss"), { title: "generator loss" }),
@@ -184,7 +199,8 @@ export async function jobView(view, ctx, jobId) {
       h("h1", {}, `${job.kind} job `, h("code", {}, short(job.id))),
       progressBar(p.fraction, `${num(p.step)} of ${num(p.total)}`), actions,
       job.error ? errorBox(job.error) : "", h("div", { class: "job-summary" }, facts, charts),
-      p.events && p.events.length ? [h("h2", {}, "Trainer notes"), h("ul", {}, p.events.map((e) => h("li", {}, e)))] : "",
+      p.events && p.events.length ? [h("h2", {}, "Trainer notes"),
+        h("ul", { class: "trainer-notes" }, p.events.map((e) => h("li", {}, e)))] : "",
       h("h2", {}, "Parameters"), h("pre", { class: "params" }, JSON.stringify(job.params, null, 2)),
     ];
     if (!active) {
@@ -197,7 +213,7 @@ export async function jobView(view, ctx, jobId) {
                      .map((a) => picture(a.kind, a.links.self, a.member === null ? "all members" : `member ${a.member}`))));
       }
     }
-    body.replaceChildren(...parts);
+    body.replaceChildren(...parts.flat());
     return active;
   };
   await render();

@@ -12,7 +12,7 @@ const ACTIVE = new Set(["queued", "running"]);
 const IMAGE_PICTURES = [
   ["samples", "Samples", { n: 64 }],
   ["medoid", "Medoid", { n: 256 }],
-  ["real-tile", "Real images of its tile", { n: 32 }],
+  ["real-tile", "Real images of its tile", { n: 8 }],
   ["frozen-latent", "Frozen latent", {}],
   ["traversal", "Latent traversal", {}],
 ];
@@ -32,15 +32,37 @@ const MEMBER_VISUALISATIONS = {
 const ENSEMBLE = [["cross-member", "Cross-member matrix", { n: 64 }], ["training-curves", "Training curves", {}]];
 const ENSEMBLE_VISUALISATIONS = Object.fromEntries(ENSEMBLE.map(([what, , options]) => [what, options]));
 
-export function picture(label, path, note) {
-  const img = h("img", { alt: label, class: "loading" });
+// Pictures are shown at least this fraction of their size, so their 12 px labels stay 9 px or
+// more; one wider than its column at that size scrolls sideways inside its own frame.
+const MIN_SCALE = 0.75;
+
+// A picture as the page shows it, scaled to its column; a click opens it at full size.
+// `alt` says what it shows (member, visualisation, numbers) for a reader who cannot see it.
+export function picture(label, path, note, alt = label) {
+  const img = h("img", { alt, class: "loading" });
   const caption = h("figcaption", {}, h("span", { class: "label" }, label), note ? h("small", {}, note) : "");
-  const figure = h("figure", { class: "pic" }, caption, img);
+  const open = h("button", { type: "button", class: "zoom", title: "Open at full size",
+                             "aria-label": `Open at full size: ${alt}` }, img);
+  const frame = h("div", { class: "frame" }, open);
+  const figure = h("figure", { class: "pic" }, caption, frame);
+  open.addEventListener("click", () => fullSize(img));
+  img.addEventListener("load", () => { img.style.minWidth = `${Math.ceil(img.naturalWidth * MIN_SCALE)}px`; });
   imageURL(path).then((url) => {
     img.src = url;
     img.classList.remove("loading");
-  }).catch((error) => img.replaceWith(errorBox(error)));
+  }).catch((error) => frame.replaceWith(errorBox(error)));
   return figure;
+}
+
+function fullSize(img) {
+  if (!img.src) return;
+  const dialog = h("dialog", { class: "full-picture", "aria-label": img.alt },
+    h("form", { method: "dialog" }, h("button", { type: "submit", class: "close" }, "Close")),
+    h("img", { src: img.src, alt: img.alt }));
+  dialog.addEventListener("close", () => dialog.remove());
+  dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
+  document.body.append(dialog);
+  dialog.showModal();
 }
 
 // --- numbers beside each visualisation ---------------------------------------------------
@@ -115,7 +137,9 @@ function numbersFor(artifact) {
 function artifactFigure(artifact) {
   const meta = artifact.meta || {};
   const options = meta.options && Object.keys(meta.options).length ? JSON.stringify(meta.options) : "";
-  const figure = picture(artifact.kind, artifact.links.self, `seed ${meta.seed ?? 0} ${options} · ${when(artifact.created_at)}`);
+  const who = artifact.member === null || artifact.member === undefined ? "all members" : `member ${artifact.member}`;
+  const figure = picture(artifact.kind, artifact.links.self, `seed ${meta.seed ?? 0} ${options} · ${when(artifact.created_at)}`,
+                         meta.title || `${artifact.kind} of ${who}, seed ${meta.seed ?? 0} ${options}`);
   figure.classList.add("artifact");
   figure.dataset.artifactId = artifact.id;
   figure.dataset.kind = artifact.kind;
@@ -207,17 +231,54 @@ function deleteForm(model) {
       await api(`/v1/models/${model.id}`, { method: "DELETE" });
       location.hash = "#/models";
     } catch (error) {
-      status.replaceChildren(errorBox(error));
+      status.replaceChildren(error.status === 409 && error.problem.blocking ? refusal(error.problem.blocking) : errorBox(error));
     }
   });
   return form;
+}
+
+// The jobs that stop a delete, each linked, with a Cancel button while it is unfinished.
+function refusal(jobIds) {
+  const line = (id) => {
+    const cancel = h("button", { type: "button", class: "link" }, "Cancel");
+    cancel.addEventListener("click", async () => {
+      try {
+        const job = await postJSON(`/v1/jobs/${id}/cancel`);
+        cancel.replaceWith(h("span", { class: "muted" }, job.status === "cancelled" ? "cancelled" : "cancelling…"));
+      } catch (error) {
+        cancel.replaceWith(errorBox(error));
+      }
+    });
+    return h("li", { dataset: { jobId: id } }, h("a", { href: `#/jobs/${id}` }, `job ${short(id)}`), " · ", cancel);
+  };
+  return h("div", { class: "error", role: "alert" },
+    h("strong", {}, "Not deleted yet: "), `${jobIds.length === 1 ? "this job still uses" : "these jobs still use"} `
+      + "the model. Cancel them or let them finish, then delete again.",
+    h("ul", { class: "blocking" }, jobIds.map(line)));
+}
+
+// What the model was trained on, in words: "2-D points" or "1×16×16 images".
+const dataWords = (model) => (model.dataset_kind === "points" ? `${model.item_shape[0]}-D points`
+  : `${model.item_shape.join("×")} images`);
+
+// The architecture the run was built with (the spec), not the setting that picked it ("auto").
+function architecture(model) {
+  const spec = model.spec || {};
+  const how = model.config.arch === "auto" ? " (picked by data shape)" : "";
+  const sizes = [spec.width ? `width ${spec.width}` : "", spec.latent_dim ? `latent ${spec.latent_dim}` : ""]
+    .filter(Boolean).join(", ");
+  return `${spec.arch ?? model.config.arch ?? "–"}${how}${sizes ? ` · ${sizes}` : ""}`;
 }
 
 // --- the page ----------------------------------------------------------------------------
 
 export async function modelView(view, ctx, modelId) {
   const [model, artifacts, allPriors] = await Promise.all([
-    getJSON(`/v1/models/${modelId}`),
+    getJSON(`/v1/models/${modelId}`).catch((error) => {
+      if (error.status !== 404) throw error;
+      throw { title: "No such model", detail: `Model ${short(modelId)} was deleted (with its checkpoint and pictures), `
+        + "or never existed. The jobs that made or used it are still listed under Jobs." };
+    }),
     allPages(`/v1/artifacts${query({ model_id: modelId, limit: 100 })}`),
     allPages(`/v1/artifacts${query({ kind: "prior", limit: 100 })}`),
   ]);
@@ -229,8 +290,10 @@ export async function modelView(view, ctx, modelId) {
   const pictures = model.dataset_kind === "images" ? IMAGE_PICTURES : POINT_PICTURES;
 
   // Newest first; a slot per (member, kind) holds that kind's artifacts.
-  const byMember = (member) => artifacts.filter((a) => a.member === member && !["checkpoint", "run-summary"]
-    .includes(a.kind)).sort((a, b) => b.created_at.localeCompare(a.created_at));
+  // The training job's own pictures duplicate those drawn on request above them, so only
+  // visualisation jobs' artifacts are listed.
+  const byMember = (member) => artifacts.filter((a) => a.member === member && a.job_id !== model.job_id)
+    .sort((a, b) => b.created_at.localeCompare(a.created_at));
 
   const jobLists = new Map(); // member (or "ensemble") -> <ul>
   const artifactSlots = new Map(); // member (or "ensemble") -> element
@@ -259,10 +322,10 @@ export async function modelView(view, ctx, modelId) {
   }
 
   const summary = h("dl", { class: "facts" },
-    h("dt", {}, "Data"), h("dd", {}, `${model.dataset_kind} ${model.item_shape.join("×")}`),
+    h("dt", {}, "Data"), h("dd", {}, `${dataWords(model)}` + (trainJob.params.dataset ? ` (${trainJob.params.dataset})` : "")),
     h("dt", {}, "Members"), h("dd", {}, num(model.k)),
     h("dt", {}, "Step"), h("dd", {}, num(model.step)),
-    h("dt", {}, "Architecture"), h("dd", {}, model.config.arch ?? "–"),
+    h("dt", {}, "Architecture"), h("dd", {}, architecture(model)),
     h("dt", {}, "Assignment"), h("dd", {}, model.config.assignment ?? "–"),
     h("dt", {}, "Trained by"), h("dd", {}, h("a", { href: `#/jobs/${model.job_id}` }, short(model.job_id))),
     h("dt", {}, "Created"), h("dd", {}, when(model.created_at)),
@@ -290,19 +353,24 @@ export async function modelView(view, ctx, modelId) {
     return h("section", { class: "member", dataset: { member: member.k }, "aria-label": `member ${member.k}` },
       header,
       pictures.filter(([name]) => member.links[name]).map(([name, label, params]) =>
-        picture(label, member.links[name] + query(params), params.n ? `n=${params.n}` : "")),
+        picture(label, member.links[name] + query(params), params.n ? `n=${params.n}` : "",
+                `Member ${member.k} of ${model.k}, ${label.toLowerCase()}${params.n ? ` (${params.n})` : ""}: `
+                + `${percent(member.tile_share)} of the data, step ${num(model.step)}`)),
       h("h3", {}, "Visualisation jobs"), artifactsSlot,
       visualiseForm(model, member.k, memberChoices, priors, started(member.k)), jobs);
   });
-  const grid = h("div", { class: "members" }, columns);
+  const grid = h("div", { class: "members", tabindex: 0, role: "region", "aria-label": "members side by side" }, columns);
   grid.style.setProperty("--k", model.k);
+  const scrollHint = h("p", { class: "muted scroll-hint", hidden: true }, `Scroll sideways for all ${model.k} members →`);
+  const showHint = () => { scrollHint.hidden = grid.scrollWidth <= grid.clientWidth + 1; };
+  new ResizeObserver(showHint).observe(grid);
 
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/models" }, "← All models")),
     h("h1", {}, "Model ", h("code", {}, short(model.id))), summary, deleteForm(model),
     h("section", { class: "ensemble panel" }, h("h2", {}, "The ensemble"), ensembleSlot, ensembleForm,
       model.dataset_kind === "images" ? priorForm(model, trainJob, started(null)) : "", ensembleJobs),
-    h("h2", {}, `The ${model.k} members, side by side`), grid);
+    h("h2", {}, `The ${model.k} members, side by side`), scrollHint, grid);
   renderArtifacts(null);
   for (const member of model.members) renderArtifacts(member.k);
 
@@ -341,9 +409,10 @@ export async function modelsView(view) {
   }
   const rows = models.map((m) => h("tr", {},
     h("td", {}, h("a", { href: `#/models/${m.id}` }, short(m.id))),
-    h("td", {}, `${m.dataset_kind} ${m.item_shape.join("×")}`), h("td", {}, num(m.k)), h("td", {}, num(m.step)),
+    h("td", {}, dataWords(m)), h("td", {}, num(m.k)), h("td", {}, num(m.step)),
     h("td", {}, m.tile_shares.map((s) => percent(s, 0)).join(" · ")), h("td", {}, when(m.created_at))));
-  view.replaceChildren(h("h1", {}, "Models"), h("table", { class: "jobs" },
+  view.replaceChildren(h("h1", {}, "Models"), h("div", { class: "table-scroll", tabindex: 0, role: "region",
+                                                        "aria-label": "models" }, h("table", { class: "jobs" },
     h("thead", {}, h("tr", {}, ["Model", "Data", "k", "Step", "Tile shares", "Created"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, rows)));
+    h("tbody", {}, rows))));
 }
