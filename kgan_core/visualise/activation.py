@@ -65,7 +65,6 @@ REINIT_SEED = 7_777_777   # the re-initialised critic's weights, fixed so the co
 @dataclass(frozen=True)
 class SearchContext:
     prior: object | None
-    decay: float
     item_side: int
 
 
@@ -193,7 +192,7 @@ def tile_reference(critic_j, objective, tile: torch.Tensor, item_shape: tuple[in
 def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str | None = None,
                    channel: int | None = None, unit: int | None = None, position=None, methods=None,
                    prior=None, vgg_weights=None, steps: int = 200, lr: float = 0.05, tv_weight: float = 0.05,
-                   decay: float = 0.05, controls: bool = True, judge: bool | None = None) -> Visualisation:
+                   controls: bool = True, judge: bool | None = None) -> Visualisation:
     """``controls=False`` skips the re-initialised critic's searches (half the time);
     ``judge``: True trains the independent judge if it is not cached, None uses a cached one
     only, False skips the judge's realism numbers."""
@@ -202,7 +201,6 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
     steps = bounded_int("steps", steps, 1, 10_000)
     lr = bounded_float("lr", lr, 1e-5, 10.0)
     tv_weight = bounded_float("tv_weight", tv_weight, 0.0, 100.0)
-    decay = bounded_float("decay", decay, 0.0, 0.5)
     critic = (run.critic if member is None else run.member(member).critic).requires_grad_(False)
     if position is not None:
         position = tuple(position)
@@ -216,7 +214,7 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
     chosen = _methods(methods, prior)
     realism = _judge_realism(run, seed, judge)
     settings = dict(steps=steps, lr=lr, tv_weight=tv_weight)
-    context = SearchContext(prior, decay, run.item_shape[-1])
+    context = SearchContext(prior, run.item_shape[-1])
     fresh = reinitialised_critic(critic) if controls else None
     cells, captions, rows, seconds, per_layer = [], [], [], {}, {}
     for objective in targets:

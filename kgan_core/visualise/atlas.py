@@ -44,7 +44,7 @@ def channel_values(critic_j, layer: str, images: torch.Tensor) -> torch.Tensor:
 
 def channel_atlas(run, member: int | None = None, *, seed: int = 0, layer: str | None = None,
                   method: str = "regularised", prior=None, vgg_weights=None, steps: int = 128, lr: float = 0.05,
-                  tv_weight: float = 0.05, decay: float = 0.05, n: int = 1, diversity: float = 0.0) -> Visualisation:
+                  tv_weight: float = 0.05, n: int = 1, diversity: float = 0.0) -> Visualisation:
     require_images(run, "channel-atlas")
     members = members_of(run, member)
     steps = bounded_int("steps", steps, 1, 10_000)
@@ -74,7 +74,7 @@ def channel_atlas(run, member: int | None = None, *, seed: int = 0, layer: str |
     objective = objectives.channel_per_image(layer, n)
     scale = spread.repeat_interleave(n, dim=1).to(run.device)  # (m, C·n): each image in its channel's units
     extra = diversity * objectives.diversity(layer, n) if diversity else None
-    context = SearchContext(prior, bounded_float("decay", decay, 0.0, 0.5), run.item_shape[-1])
+    context = SearchContext(prior, run.item_shape[-1])
     result = search(critic, objective, method, (len(members), count * n, *run.item_shape), seed, context,
                     steps=steps, lr=lr, tv_weight=tv_weight, scale=scale, extra=extra)
     reached = result.values.cpu().reshape(len(members), count, n)
