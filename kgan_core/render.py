@@ -95,10 +95,12 @@ def points_png(samples: dict[int, torch.Tensor], *, reference: torch.Tensor | No
                + (point_masses is not None)) if legend else 0
     ncol = 2
     head, foot, margin = 0.18 * len(lines) + 0.08, 0.2 * -(-entries // ncol) + 0.3, 0.45
-    width, height = inches + margin + 0.1, inches + head + foot
+    # Several members' legend entries carry longer labels: their plot is wider, axes centred.
+    width, height = max(inches + margin + 0.1, 4.6 if len(samples) > 1 else 0), inches + head + foot
     fig = plt.figure(figsize=(width, height), dpi=dpi)
     # A fixed frame (no tight bbox): plots of the same size put their axes at the same pixels.
-    ax = fig.add_axes((margin / width, foot / height, inches / width, inches / height))
+    left = (width - inches - margin - 0.1) / 2 + margin
+    ax = fig.add_axes((left / width, foot / height, inches / width, inches / height))
     handles = []
     if reference is not None:
         handles.append(ax.scatter(reference[:, 0].cpu(), reference[:, 1].cpu(), s=1.5, c=DATA_GREY, lw=0,
