@@ -170,9 +170,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def run(args: argparse.Namespace) -> int:
+def start_service(args: argparse.Namespace, settings: Settings, supervisor: Supervisor,
+                  stop: StopRequest) -> ApiThread | None:
+    """The broker, the worker, then the API; returns the API's thread once it listens (None
+    when a stop came first)."""
     from api.main import create_app
     from api.metrics import ProcessRestarts
+
+    if not settings.broker_url:
+        port = free_port()
+        supervisor.start(broker_spec(settings.data_dir, port))
+        settings = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{port}"})
+    token = first_key(settings)
+    if token:
+        print(f"\nFirst start: an API key for owner 'local' (shown once; only its hash is stored):\n\n"
+              f"  {token}\n\nMore keys: kgan create-key --owner NAME\n", flush=True)
+    if not args.no_worker and not stop.requested.is_set():
+        supervisor.start(ChildSpec("worker", worker_command(settings, args.log_level.upper()), child_env(settings)))
+    if stop.requested.is_set():
+        return None
+    app = create_app(settings)
+    app.state.registry.register(ProcessRestarts(supervisor.restarts))
+    api = ApiThread(app, args.host, args.port, args.log_level)
+    api.start()
+    while not (api.started or stop.requested.is_set() or not api.alive()):
+        time.sleep(0.05)
+    if api.started:
+        print(f"kgan serving on http://{args.host}:{args.port} (docs at /docs); data in {settings.data_dir}",
+              flush=True)
+    return api
+
+
+def supervise(api: ApiThread, supervisor: Supervisor, stop: StopRequest) -> int:
+    """Until a stop signal (0) or the API's end (1): restart children that die."""
+    while not stop.requested.wait(0.5):
+        if not api.alive():
+            log.error("the API stopped on its own (see above); stopping the rest")
+            return 1
+        supervisor.check()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
     from api.migrate import upgrade
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -196,37 +235,15 @@ def run(args: argparse.Namespace) -> int:
     api: ApiThread | None = None
     supervisor: Supervisor | None = None
     try:
+        # Before anything of ours starts: never two brokers (or workers) on one data folder.
         stop_leftovers(previous, time.monotonic() + args.stop_grace, stop.hurry)
         upgrade(settings.db_url)
         if stop.requested.is_set():
-            return code
+            return 0
         supervisor = Supervisor(pid_file, args.stop_grace, stop.hurry)
-        if not settings.broker_url:
-            port = free_port()
-            supervisor.start(broker_spec(settings.data_dir, port))
-            settings = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{port}"})
-        token = first_key(settings)
-        if token:
-            print(f"\nFirst start: an API key for owner 'local' (shown once; only its hash is stored):\n\n"
-                  f"  {token}\n\nMore keys: kgan create-key --owner NAME\n", flush=True)
-        if not args.no_worker and not stop.requested.is_set():
-            supervisor.start(ChildSpec("worker", worker_command(settings, args.log_level.upper()),
-                                       child_env(settings)))
-        app = create_app(settings)
-        app.state.registry.register(ProcessRestarts(supervisor.restarts))
-        api = ApiThread(app, args.host, args.port, args.log_level)
-        api.start()
-        while not (api.started or stop.requested.is_set() or not api.alive()):
-            time.sleep(0.05)
-        if api.started:
-            print(f"kgan serving on http://{args.host}:{args.port} (docs at /docs); data in {settings.data_dir}",
-                  flush=True)
-        while not stop.requested.wait(0.5):
-            if not api.alive():
-                log.error("the API stopped on its own (see above); stopping the rest")
-                code = 1
-                break
-            supervisor.check()
+        api = start_service(args, settings, supervisor, stop)
+        if api is not None:
+            code = supervise(api, supervisor, stop)
         if stop.signal_name:
             log.warning("%s: stopping the API, then the worker, then the broker (within %.0f s)",
                         stop.signal_name, args.stop_grace)

@@ -343,8 +343,10 @@ class Supervisor:
         assert child.popen is not None and child.recorded is not None
         if time.monotonic() - child.started_at >= STABLE_AFTER_S:
             child.backoff_s = FIRST_BACKOFF_S
-        log.warning("the %s (pid %s) exited with status %s; starting another in %.0f s",
-                    child.name, child.popen.pid, child.popen.returncode, child.backoff_s)
+        code = child.popen.returncode
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        log.warning("the %s (pid %s) %s; starting another in %.0f s", child.name, child.popen.pid, how,
+                    child.backoff_s)
         # What it left behind (a worker's pool process, orphaned mid-job) would keep the job's
         # lease alive and compete with the new worker: the job checkpoints and is re-queued.
         child.stop(time.monotonic() + self.grace_s, self.hurry)

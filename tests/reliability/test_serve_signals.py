@@ -1,7 +1,8 @@
 """`kgan serve` under the signals that systemd, `docker stop`, a terminal and the kernel send:
-a stopped serve leaves no process behind, a worker or broker that dies is started again (and
-counted in /metrics), and a serve that was killed outright is cleaned up after by the next
-one on its data folder. Real processes throughout, on tiny ring8 jobs."""
+a stopped serve leaves no process behind (SIGTERM mid-job; each test ends with SIGTERM, SIGINT
+or SIGHUP and checks the same), a worker or broker that dies is started again (and counted in
+/metrics), and a serve that was killed outright is cleaned up after by the next one on its
+data folder. Real processes throughout, on tiny ring8 jobs."""
 
 from __future__ import annotations
 
@@ -199,12 +200,6 @@ def test_sigterm_mid_job_stops_every_process_and_the_next_serve_finishes_the_job
     stop_and_check(second, signal.SIGHUP)  # a closed terminal
 
 
-def test_sigint_stops_every_process(serves):
-    serve = serves()
-    serve.wait_ready()
-    stop_and_check(serve, signal.SIGINT)  # Ctrl-C, sent to serve alone
-
-
 def test_a_worker_or_broker_killed_outright_is_started_again_and_counted(serves):
     serve = serves()
     serve.wait_ready()
@@ -215,7 +210,7 @@ def test_a_worker_or_broker_killed_outright_is_started_again_and_counted(serves)
         worker = serve.children()["worker"]
         pool = {pid: start_time(pid) for pid in child_pids(worker)}
         os.kill(worker, signal.SIGKILL)  # the Celery main process only; its pool process is orphaned
-        wait_for(lambda: serve.children().get("worker", worker) != worker, 60, what="a new worker")
+        wait_for(lambda: serve.children().get("worker", worker) != worker, 120, what="a new worker")
         # The orphan does not train on beside the new worker: it was stopped (and handed its job back).
         wait_for(lambda: not any_left(pool), 30, what="the old pool process to exit")
         second_job = submit(api, 20)
@@ -223,16 +218,16 @@ def test_a_worker_or_broker_killed_outright_is_started_again_and_counted(serves)
             job = wait_finished(api, job_id)
             assert job["status"] == "succeeded", job
         assert restarts(api) == {"broker": 0, "worker": 1}
-        assert f"the worker (pid {worker}) exited" in serve.proc.log_tail(50_000)
+        assert f"the worker (pid {worker}) was killed by SIGKILL" in serve.proc.log_tail(50_000)
 
         broker = serve.children()["broker"]
         os.kill(broker, signal.SIGKILL)
-        wait_for(lambda: serve.children().get("broker", broker) != broker, 60, what="a new broker")
+        wait_for(lambda: serve.children().get("broker", broker) != broker, 120, what="a new broker")
         third_job = submit(api, 20)
         assert wait_finished(api, third_job)["status"] == "succeeded"
         assert restarts(api) == {"broker": 1, "worker": 1}
         assert brokers_on(serve.data_dir) == [serve.children()["broker"]]
-    stop_and_check(serve, signal.SIGINT)
+    stop_and_check(serve, signal.SIGINT)  # Ctrl-C, sent to serve alone
 
 
 def test_a_serve_killed_outright_is_cleaned_up_after_by_the_next(serves):
