@@ -11,7 +11,7 @@ import pytest
 
 from kgan_client import Client
 from kgan_core.render import member_colour
-from tests._service import RING8_TINY
+from tests._service import IMAGES_TINY, RING8_TINY, digits_zip
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +179,35 @@ def test_every_page_has_no_serious_accessibility_violations(page, service, point
     page.wait_for_selector("form.login")
     found["sign in"] = serious_violations(page)
     assert not any(found.values()), found
+
+
+@pytest.fixture(scope="module")
+def image_model(service) -> str:
+    with Client(service.url, service.key) as kgan:
+        dataset = kgan.upload_dataset(digits_zip(), filename="digits.zip")
+        return kgan.train(dataset, **IMAGES_TINY).wait(poll_s=0.5).model().id
+
+
+def test_image_pictures_keep_their_labels_legible_and_members_do_not_overlap(page, service, image_model):
+    sign_in(page, service, f"#/models/{image_model}")
+    pictures_loaded(page, "section.member figure.pic img")
+    # Labels are drawn 12 px high: shown at 3/4 of the picture's size or more, they stay 9 px or more.
+    shown = page.eval_on_selector_all("figure.pic img",
+                                      "imgs => imgs.map(i => [i.alt, i.clientWidth / i.naturalWidth])")
+    assert all(scale >= 0.74 for _, scale in shown), [s for s in shown if s[1] < 0.74]
+    boxes = page.eval_on_selector_all("section.member", "ms => ms.map(m => { const r = m.getBoundingClientRect();"
+                                      " return [r.left, r.right, r.top, r.bottom]; })")
+    for one, next_ in zip(boxes, boxes[1:], strict=False):  # side by side, or one under another
+        assert one[1] <= next_[0] or one[3] <= next_[2], f"member columns overlap: {one} and {next_}"
+    assert all(alt.startswith("Member ") and "of the data" in alt for alt, _ in shown)
+
+    # The ensemble's training curves, started from the page, appear legible in their slot.
+    ensemble = page.locator("section.ensemble")
+    ensemble.locator("select[name=what]").first.select_option("training-curves")
+    ensemble.locator("form.visualise-form button[type=submit]").click()
+    curves = page.locator("section.ensemble figure.artifact[data-kind='training-curves'] img")
+    curves.wait_for(timeout=90_000)
+    pictures_loaded(page, "section.ensemble figure.artifact img")
+    assert curves.evaluate("i => i.clientWidth / i.naturalWidth") >= 0.74
+    assert not serious_violations(page)
+    assert not page.script_errors
