@@ -55,10 +55,25 @@ class JobOut(BaseModel):
     links: dict[str, str]
 
 
+class HealthCheck(BaseModel):
+    value: float | None = Field(description="the measured number; null when it could not be measured")
+    threshold: float
+    flagged: bool
+    detail: str = Field(description="what the number is and which side of the threshold is flagged")
+
+
+class MemberHealth(BaseModel):
+    flags: list[str] = Field(description="names of the checks past their threshold; empty for a healthy member")
+    checks: dict[str, HealthCheck] = Field(
+        description="collapse, critic_inversion, wasserstein, and for images hf_artefacts and saturation")
+    feature_space: str | None = Field(None, description="where collapse was measured: judge, pixels or data")
+
+
 class MemberOut(BaseModel):
     k: int
     tile_size: int
     tile_share: float
+    health: MemberHealth | None = Field(None, description="checks from the end of training (null for older models)")
     links: dict[str, str]
 
 

@@ -103,10 +103,40 @@ def cmd_info(args: argparse.Namespace) -> int:
     from kgan_core.run import load_run
 
     run = load_run(args.run)
+    from kgan_core.health import flags_by_member
+
+    health = run.metrics.get("health")
     info = {"run": str(run.run_dir), "step": run.step, "k": run.k, "spec": run.spec.to_dict(),
             "tile_sizes": run.tile_sizes, "tile_shares": [round(s, 4) for s in run.tile_shares],
+            "health": {"flags": flags_by_member(health), "feature_space": health.get("feature_space")}
+            if health else None,
             "metrics": run.metrics, "events": run.events, "config": run.config.model_dump()}
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from kgan_core.health import run_health, store_health
+    from kgan_core.run import load_run
+
+    run = load_run(args.run)
+    health = run_health(run, judge=not args.no_judge, cache_dir=args.judge_cache)
+    if not args.no_store:
+        store_health(args.run, health)
+    if health["judge"]:
+        judge = health["judge"]
+        quality = (f"held-out accuracy {judge['held_out_accuracy']:.3f}" if judge["held_out_accuracy"] is not None
+                   else f"held-out reconstruction error {judge['held_out_error']:.4f}")
+        print(f"judge: {judge['kind']} trained on {judge['dataset']} ({quality})")
+    print(f"collapse measured in {health['feature_space']}; {health['samples_per_member']} samples per member")
+    for name, why in health["skipped"].items():
+        print(f"skipped {name}: {why}")
+    for member in health["members"]:
+        numbers = "  ".join(f"{name}={check['value']}" + ("!" if check["flagged"] else "")
+                            for name, check in member["checks"].items())
+        verdict = ", ".join(member["flags"]) or "healthy"
+        print(f"member {member['member']:>3}: {verdict:<40} {numbers}")
+    print("! = past its threshold" + ("" if args.no_store else f"; stored in {Path(args.run) / 'run.json'}"))
     return 0
 
 
@@ -142,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="config, tile sizes and metrics of a run")
     p.add_argument("run")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("health", help="check each member for collapse, critic inversion, a bad Wasserstein "
+                       "estimate, high-frequency artefacts and saturation; stores the result in the run")
+    p.add_argument("run")
+    p.add_argument("--no-judge", action="store_true",
+                   help="measure collapse in pixels instead of loading or training the data's judge")
+    p.add_argument("--judge-cache", help="folder of cached judges (default $KGAN_CACHE_DIR/judges)")
+    p.add_argument("--no-store", action="store_true", help="print only; leave run.json and the checkpoint alone")
+    p.set_defaults(func=cmd_health)
 
     for ep in entry_points(group="kgan.commands"):
         ep.load()(sub)

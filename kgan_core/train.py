@@ -418,6 +418,7 @@ class KGANTrainer:
         return TrainResult(step=self.step, stopped=stopped, run_dir=run_dir)
 
     def final_metrics(self) -> dict[str, Any]:
+        from kgan_core.health import health_at_end
         from kgan_core.metrics import mode_metrics, normalized_mutual_information
 
         metrics: dict[str, Any] = {}
@@ -428,6 +429,7 @@ class KGANTrainer:
         if self.dataset.labels is not None and self.config.assignment != "none":
             metrics["tile_label_nmi"] = normalized_mutual_information(
                 self.tiles.assignment.cpu(), self.dataset.labels)
+        metrics["health"] = health_at_end(self)
         return metrics
 
 

@@ -19,7 +19,7 @@ from api.errors import Problem
 from api.models import Model, Owner
 from api.pagination import paginate
 from api.render import ModelRef
-from api.schemas import MemberOut, ModelOut, Page
+from api.schemas import MemberHealth, MemberOut, ModelOut, Page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -35,9 +35,18 @@ def get_owned_model(session: Session, owner: Owner, model_id: str) -> Model:
     return get_owned(session, owner, Model, model_id, "model")
 
 
+def member_health(m: Model, j: int) -> MemberHealth | None:
+    health = (m.metrics or {}).get("health") or {}
+    entry = next((e for e in health.get("members", []) if e.get("member") == j), None)
+    if entry is None:
+        return None
+    return MemberHealth(flags=entry["flags"], checks=entry["checks"], feature_space=health.get("feature_space"))
+
+
 def model_out(m: Model) -> ModelOut:
     base = f"/v1/models/{m.id}"
-    members = [MemberOut(k=j, tile_size=m.tile_sizes[j], tile_share=m.tile_shares[j], links={
+    members = [MemberOut(k=j, tile_size=m.tile_sizes[j], tile_share=m.tile_shares[j],
+                         health=member_health(m, j), links={
         "samples": f"{base}/members/{j}/samples.png",
         **({name: f"{base}/members/{j}/{name}.png" for name in IMAGE_ONLY} if m.dataset_kind == "images" else {}),
     }) for j in range(m.k)]
