@@ -10,7 +10,10 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from sqlalchemy import select
 from api.db import Database
 from api.models import Job
 from api.settings import Settings
+from api.supervisor import AlreadyServing, PidFile, Recorded, stop_leftovers, stop_session
 from tests._procs import Proc, any_left, child_pids, descendants, service_env, start_time, wait_for
 from tests._service import free_port
 from tests.reliability.conftest import FAST
@@ -256,3 +260,36 @@ def test_a_serve_killed_outright_is_cleaned_up_after_by_the_next(serves):
         job = wait_finished(api, job_id)
         assert (job["status"], job["progress"]["step"]) == ("succeeded", STEPS), job
     stop_and_check(second, signal.SIGTERM)
+
+
+def test_a_recorded_pid_that_another_process_now_has_is_left_alone():
+    # The pid file outlives its processes; the pid may since have gone to something else.
+    other = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        started = start_time(other.pid)
+        assert started is not None
+        reused = Recorded("worker", other.pid, started - 1)  # what was recorded started earlier
+        stop_session(reused, marker="not-its-marker", deadline=time.monotonic() + 5, hurry=threading.Event())
+        assert other.poll() is None, "a process that only shares the recorded pid was signalled"
+        assert stop_leftovers({"boot_id": "an-earlier-boot", "marker": "m", "serve": {"pid": 1},
+                               "children": [Recorded("worker", other.pid, started).as_json()]},
+                              time.monotonic() + 5, threading.Event()) == []
+        assert other.poll() is None, "a record from an earlier boot names no running process"
+        same = Recorded("worker", other.pid, started)
+        stop_session(same, marker="m", deadline=time.monotonic() + 30, hurry=threading.Event(), reap=other.poll)
+        assert other.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_data_folder_in_use_is_refused_with_the_pid_to_stop(tmp_path):
+    holder, second = PidFile(tmp_path / "serve.pid"), PidFile(tmp_path / "serve.pid")
+    assert holder.acquire() is None
+    holder.write({"serve": {"pid": 4321, "started": 1}, "children": []})
+    with pytest.raises(AlreadyServing, match=r"another kgan serve \(pid 4321\) is running.*kill -TERM 4321"):
+        second.acquire()
+    holder.release()
+    assert not (tmp_path / "serve.pid").exists(), "a clean stop leaves no pid file"
+    assert second.acquire() is None
+    second.release()
