@@ -46,7 +46,17 @@ export function picture(label, path, note, alt = label) {
   const frame = h("div", { class: "frame" }, open);
   const figure = h("figure", { class: "pic" }, caption, frame);
   open.addEventListener("click", () => fullSize(img));
-  img.addEventListener("load", () => { img.style.minWidth = `${Math.ceil(img.naturalWidth * MIN_SCALE)}px`; });
+  const wide = h("p", { class: "muted small wide-note", hidden: true },
+                 "Wider than its column: scroll it sideways, or click to open it.");
+  figure.append(wide);
+  img.addEventListener("load", () => {
+    img.style.minWidth = `${Math.ceil(img.naturalWidth * MIN_SCALE)}px`;
+    requestAnimationFrame(() => {
+      wide.hidden = frame.scrollWidth <= frame.clientWidth + 1;
+      // Nearest-neighbour keeps enlarged pixels sharp; shrunk, it would drop strokes of the labels.
+      if (img.clientWidth < img.naturalWidth) img.style.imageRendering = "auto";
+    });
+  });
   imageURL(path).then((url) => {
     img.src = url;
     img.classList.remove("loading");
