@@ -35,6 +35,7 @@ const ENSEMBLE_VISUALISATIONS = Object.fromEntries(ENSEMBLE.map(([what, , option
 // Pictures are shown at least this fraction of their size, so their 12 px labels stay 9 px or
 // more; one wider than its column at that size scrolls sideways inside its own frame.
 const MIN_SCALE = 0.75;
+const MAX_ENLARGED = 320; // px: small pictures (16 px samples) may grow to this, others by a quarter
 
 // A picture as the page shows it, scaled to its column; a click opens it at full size.
 // `alt` says what it shows (member, visualisation, numbers) for a reader who cannot see it.
@@ -51,10 +52,13 @@ export function picture(label, path, note, alt = label) {
   figure.append(wide);
   img.addEventListener("load", () => {
     img.style.minWidth = `${Math.ceil(img.naturalWidth * MIN_SCALE)}px`;
+    // A small labelled picture blown up to a wide column has giant, blurred text: cap it.
+    img.style.maxWidth = `${Math.max(1.25 * img.naturalWidth, MAX_ENLARGED)}px`;
     requestAnimationFrame(() => {
       wide.hidden = frame.scrollWidth <= frame.clientWidth + 1;
-      // Nearest-neighbour keeps enlarged pixels sharp; shrunk, it would drop strokes of the labels.
-      if (img.clientWidth < img.naturalWidth) img.style.imageRendering = "auto";
+      // Nearest-neighbour keeps enlarged pixels sharp; shrunk or enlarged a little, it would
+      // drop or double strokes of the labels.
+      if (img.clientWidth < 1.5 * img.naturalWidth) img.style.imageRendering = "auto";
     });
   });
   imageURL(path).then((url) => {
@@ -84,20 +88,27 @@ function table(headers, rows) {
 
 function activationNumbers(numbers, member) {
   const entry = (numbers.members || {})[String(member)];
-  if (!entry) return numbersDetails(numbers);
+  const trained = entry?.trained;
+  if (!trained) return numbersDetails(numbers);
   const label = { pixel: "pixels (no prior)", regularised: "regularised (no prior)", prior: "learned prior" };
   const objective = numbers.objective || {};
+  const best = trained.best_control;
+  const realism = (r) => (r?.judge?.nn_ratio === undefined ? "–" : num(r.judge.nn_ratio));
   return h("div", {},
-    h("p", { class: "muted" }, `${objective.name || objective.layer || "objective"} · ${numbers.steps} steps · real `
-      + `images of the tile reach mean ${num(entry.real_mean)}, max ${num(entry.real_max)}`),
-    table(["method", "start", "reached", "÷ real max", "realism"], (numbers.methods || []).map((m) => {
-      const r = entry[m] || {};
-      return [label[m] || m, num(r.start), num(r.reached), num(r.reached_over_real_max),
-              r.feature_nn_ratio === undefined ? "–" : num(r.feature_nn_ratio)];
-    })),
-    h("p", { class: "muted small" }, "÷ real max: reached over the best real image of the tile. realism: distance "
-      + "to the nearest real image in the prior's features, over the median real-to-real distance (1 is as close as "
-      + "real images are to each other; lower is more realistic; measured only when a prior was given)."));
+    h("p", { class: "muted" }, `${objective.name || objective.layer || "objective"} · ${numbers.steps} steps · `
+      + `${num(entry.tile_count)} real images in the tile; best control: ${(best || "–").replaceAll("_", " ")} `
+      + `(z ${num((trained.controls_z || {})[best], 2)})`),
+    table(["method", "start", "reached", "z", "over best control", "re-init critic z", "realism"],
+      (numbers.methods || []).map((m) => {
+        const r = trained[m] || {};
+        return [label[m] || m, num(r.start), num(r.reached), num(r.z, 2), num(r.margin_over_best_control, 2)
+          + (r.beats_controls ? " ✓" : ""), num(entry.reinit?.[m]?.z, 2), realism(r)];
+      })),
+    h("p", { class: "muted small" }, "z: the objective in this critic's tile spreads from its tile mean. over best "
+      + "control: z above the best of the controls (best real image, tile mean, blanks, noise); ✓ where it beats "
+      + "them, otherwise the picture shows nothing the critic specifically learnt. re-init critic: the same search "
+      + "on a re-initialised critic. realism: distance to the nearest real image in an independent judge's "
+      + "features over the real-to-real distance (1 is as close as real images are; lower is more realistic)."));
 }
 
 function directionsNumbers(numbers) {
@@ -112,13 +123,24 @@ function directionsNumbers(numbers) {
 }
 
 function crossMemberNumbers(numbers) {
-  const matrix = numbers.relative_to_own_real_tile || [];
-  const own = numbers.own_critic_ranks_own_generator_highest || [];
+  // Older artifacts name these fields differently; both are read.
+  const spreads = numbers.relative_to_own_real_tile_in_spreads;
+  const matrix = spreads || numbers.relative_to_own_real_tile || [];
+  const own = numbers.critic_ranks_own_generator_first || numbers.own_critic_ranks_own_generator_highest || [];
+  const share = numbers.share_of_critics_ranking_own_generator_first ?? numbers.share_own_highest;
   return h("div", {},
-    h("p", {}, `Critic D_j scores its own generator G_j highest for ${own.filter(Boolean).length} of ${own.length} `
-      + `members (${percent(numbers.share_own_highest, 0)}).`),
-    table(["D \\ G", ...matrix.map((_, j) => `G${j}`)],
-          matrix.map((row, i) => [`D${i}`, ...row.map((v) => num(v, 2))])));
+    h("p", {}, `Critic D_j ranks its own generator G_j first for ${own.filter(Boolean).length} of ${own.length} `
+      + `members (${percent(share, 0)}).`),
+    (numbers.warnings || []).map((w) => h("p", { class: "error-text small" }, w)),
+    table([spreads ? "D \\ G (in tile spreads)" : "D \\ G", ...matrix.map((_, j) => memberTag(j, "G"))],
+          matrix.map((row, i) => [memberTag(i, "D"), ...row.map((v) => num(v, 2))])));
+}
+
+// "G3" with member 3's colour chip, as in the member columns and the charts.
+function memberTag(j, prefix) {
+  const chip = h("span", { class: "chip", "aria-hidden": "true" });
+  chip.style.background = memberColour(j);
+  return h("span", { class: "member-tag" }, chip, `${prefix}${j}`);
 }
 
 function curvesNumbers(numbers) {
@@ -126,7 +148,7 @@ function curvesNumbers(numbers) {
   if (!members.length) return numbersDetails(numbers);
   const keys = Object.keys(members[0][1]);
   return h("div", {}, h("p", { class: "muted" }, `Last of ${num(numbers.logged_steps)} logged steps (step `
-    + `${num(numbers.last_step)}):`), table(["member", ...keys], members.map(([k, v]) => [k, ...keys.map((key) => num(v[key]))])));
+    + `${num(numbers.last_step)}):`), table(["member", ...keys], members.map(([k, v]) => [memberTag(Number(k), ""), ...keys.map((key) => num(v[key]))])));
 }
 
 export function numbersDetails(numbers) {
@@ -301,8 +323,9 @@ export async function modelView(view, ctx, modelId) {
 
   // Newest first; a slot per (member, kind) holds that kind's artifacts.
   // The training job's own pictures duplicate those drawn on request above them, so only
-  // visualisation jobs' artifacts are listed.
-  const byMember = (member) => artifacts.filter((a) => a.member === member && a.job_id !== model.job_id)
+  // visualisation jobs' pictures are listed (their raw .npy arrays are downloads on the job's page).
+  const byMember = (member) => artifacts.filter((a) => a.member === member && a.job_id !== model.job_id
+                                                  && a.media_type === "image/png")
     .sort((a, b) => b.created_at.localeCompare(a.created_at));
 
   const jobLists = new Map(); // member (or "ensemble") -> <ul>
