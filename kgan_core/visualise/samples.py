@@ -51,7 +51,8 @@ def points_plot(run, member: int | None, n: int, seed: int, title: str = "") -> 
 def samples(run, member: int | None = None, *, seed: int = 0, n: int | None = None) -> Visualisation:
     members = members_of(run, member)
     n = bounded_int("n", n if n is not None else (8 if member is None else 16), 1, 256 if member is not None else 64)
-    title = title_for(run, "samples", member, seed, f"{n} per member, same z for every member")
+    detail = f"{n} per member, same z for every member" if member is None else f"{n} samples, z_i as for every member"
+    title = title_for(run, "samples", member, seed, detail)
     all_samples = run.sample_members(n, seed=seed)  # (k, n, ...)
     chosen = all_samples[members]
     with torch.no_grad():
