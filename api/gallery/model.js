@@ -302,6 +302,19 @@ function architecture(model) {
   return `${spec.arch ?? model.config.arch ?? "–"}${how}${sizes ? ` · ${sizes}` : ""}`;
 }
 
+// The member's end-of-training health checks (kgan_core.health): a badge naming the flagged
+// checks, or "healthy"; every check's number and threshold on hover.
+function healthLine(health) {
+  if (!health) return h("p", { class: "health muted" }, "Health: not measured for this model");
+  const flags = health.flags || [];
+  const title = Object.entries(health.checks || {}).map(([name, check]) =>
+    `${name}: ${num(check.value)} (threshold ${num(check.threshold)})${check.flagged ? " — flagged" : ""}`
+    + `\n  ${check.detail}`).join("\n");
+  return h("p", { class: "health", dataset: { flags: flags.join(" ") }, title },
+    "Health: ", h("span", { class: `badge ${flags.length ? "failed" : "succeeded"}` },
+      flags.length ? flags.map((f) => f.replaceAll("_", " ")).join(", ") : "healthy"));
+}
+
 // --- the page ----------------------------------------------------------------------------
 
 export async function modelView(view, ctx, modelId) {
@@ -381,7 +394,8 @@ export async function modelView(view, ctx, modelId) {
       h("span", { class: "share-value" }, percent(member.tile_share)),
       h("span", { class: "muted" }, ` of the data · ${num(member.tile_size)} items`),
       progressBar(member.tile_share, "tile share"));
-    const header = h("header", {}, h("h2", {}, h("span", { class: "chip" }), `Member ${member.k}`), share);
+    const header = h("header", {}, h("h2", {}, h("span", { class: "chip" }), `Member ${member.k}`), share,
+      healthLine(member.health));
     header.querySelector(".chip").style.background = memberColour(member.k);
     return h("section", { class: "member", dataset: { member: member.k }, "aria-label": `member ${member.k}` },
       header,
