@@ -263,8 +263,71 @@ def _zip_entries(path: Path, settings: Settings) -> Iterator[tuple[str, int, obj
             yield info.filename, info.file_size, (lambda i=info: archive.open(i))
 
 
+class InflatedBytes(io.RawIOBase):
+    """A compressed tar's decompressed stream that counts every byte inflated, whether tarfile
+    reads it or seeks past it (skipping a README inflates it all the same), and refuses the
+    archive as soon as the count passes ``limit``."""
+
+    def __init__(self, stream, limit: int):
+        self.stream, self.limit, self.inflated, self.pos = stream, limit, 0, 0
+
+    def _count(self, n: int) -> None:
+        self.inflated += n
+        if self.inflated > self.limit:
+            raise archive_too_large(self.limit)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self.pos + offset}.get(whence)
+        if target is None:
+            raise OSError("a compressed tar is read from the start, not from its end")
+        # Forward: inflated through; backward: the decompressor starts over from the top.
+        self._count(target - self.pos if target >= self.pos else target)
+        self.pos = self.stream.seek(target)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self._count(len(data))
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+def archive_too_large(limit: int, name: str | None = None) -> Problem:
+    at = f" (at entry {name!r})" if name else ""
+    return upload_problem("Archive too large uncompressed", f"The archive expands past this server's limit of "
+                          f"{limit} uncompressed bytes{at}; every byte counts, images or not.")
+
+
+def _open_tar(path: Path, settings: Settings) -> tarfile.TarFile:
+    import bz2
+    import gzip
+
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    opener = {b"\x1f\x8b": gzip.GzipFile, b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
+    for prefix, decompressor in opener.items():
+        if magic.startswith(prefix):
+            inflated = InflatedBytes(decompressor(path, "rb"), settings.max_uncompressed_bytes)
+            return tarfile.open(fileobj=inflated, mode="r:")
+    return tarfile.open(path, mode="r:")  # plain tar: skipping an entry is a seek, nothing to inflate
+
+
 def _tar_entries(path: Path, settings: Settings) -> Iterator[tuple[str, int, object]]:
-    with tarfile.open(path, mode="r:*") as archive:
+    with _open_tar(path, settings) as archive:
         count = 0
         for member in archive:  # streamed: a bomb is stopped by the limits, not read to the end
             count += 1
@@ -305,9 +368,7 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
                 continue
             budget = settings.max_uncompressed_bytes - total
             if declared > budget:
-                raise upload_problem("Archive too large uncompressed",
-                                     f"The archive expands past this server's limit of "
-                                     f"{settings.max_uncompressed_bytes} uncompressed bytes (at entry {name!r}).")
+                raise archive_too_large(settings.max_uncompressed_bytes, name)
             if declared == 0:
                 raise upload_problem("Empty image file", f"Entry {name!r} is 0 bytes.")
             if declared > entry_cap(settings):
