@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from api import errors
+from api.body_limit import RequestBodyLimit
 from api.db import READ_ONLY, Database
 from api.deps import CurrentOwner
 from api.jobs import reconcile_once
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.schema_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     app.state.registry = registry = CollectorRegistry()
     registry.register(JobCollector(db))
-    app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestMetrics, registry=registry)  # outside the body limit: its 413s are counted
     app.add_middleware(ReadOnlyRequests)
     errors.install(app)
     # Unknown query parameters are refused like unknown body fields; under /v1 only after the

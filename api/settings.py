@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(4096 * 4096, ge=64, le=2**31)
     max_path_depth: int = Field(16, ge=1, le=256)
 
+    # --- request bodies ----------------------------------------------------------------------
+    max_request_body_bytes: int = Field(
+        1 * MiB, ge=1024, le=1 * GiB, description="largest body of any request but an archive upload; "
+        "more get 413 before the body is parsed")
+
     # --- serving ---------------------------------------------------------------------------
     render_device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     model_cache_size: int = Field(8, ge=1, le=1024, description="trained models kept loaded in the API process")

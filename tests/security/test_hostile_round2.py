@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests._service import embedded_service
-from tests.security.conftest import peak_rss  # noqa: F401 - used by the body-limit test below
+from tests.security.conftest import peak_rss
 from tests.service.test_datasets import png
 
 MiB, GiB = 1024**2, 1024**3
@@ -69,3 +69,30 @@ def test_a_tar_gz_is_refused_once_what_it_inflates_passes_the_limit_whatever_the
         # Inflating 6 GiB takes tens of CPU seconds; 64 MiB (the most it may inflate) well under one.
         assert cost < 5.0, f"refusing the archive took {cost:.1f} CPU seconds"
         assert api.get("/v1/datasets").json()["total"] == 1
+
+
+def test_a_json_body_over_the_cap_is_refused_before_it_is_parsed(live):
+    job = b'{"kind": "train", "params": {"dataset": "ring8", "k": 2, "notes": "'
+    huge = job + b"x" * (50 * MiB) + b'"}}'
+
+    def chunked():  # no Content-Length: the cap must hold on the bytes as they arrive
+        for i in range(0, len(huge), MiB):
+            yield huge[i:i + MiB]
+
+    with httpx.Client(base_url=live.url, headers=live.headers, timeout=120) as api:
+        ok = api.post("/v1/jobs", json={"kind": "train", "params": {"dataset": "ring8", "k": 2, "steps": 1}})
+        assert ok.status_code == 202, ok.text
+        before = peak_rss(live.pid)
+        for body in (huge, chunked()):
+            r = api.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 413 and r.headers["content-type"] == PROBLEM_JSON, r.text[:300]
+            assert f"limit of {MiB} bytes" in r.json()["detail"]
+        # The same cap on every JSON route, the builtin-dataset form of the upload route included.
+        r = api.post("/v1/datasets", content=huge, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413, r.text[:300]
+        growth = peak_rss(live.pid) - before
+        assert growth < 16 * MiB, f"peak RSS grew by {growth / MiB:.0f} MiB refusing 50 MB bodies"
+        # Just under the cap is parsed, and refused for what it says, not for its size.
+        near = job + b"x" * (MiB - len(job) - 100) + b'"}}'
+        r = api.post("/v1/jobs", content=near, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "notes" in r.text[:2000], r.text[:300]
