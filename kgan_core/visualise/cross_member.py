@@ -10,8 +10,9 @@ cell is a warning, not a success: the critic rates its generator's samples above
 images it was trained on (an inverted critic, or a generator that found its blind spot).
 
 The colour scale is fitted to the values: diverging (blue below 0, red above, each side
-stretched to its own extreme) when they straddle 0, sequential when all have one sign, and
-never white, so a cell near 0 still shows against the background.
+stretched to its own extreme, or to a quarter of the other side's if that is larger) when
+they straddle 0, sequential when all have one sign, and never white, so a cell near 0 still
+shows against the background.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ def fitted_colours(matrix: torch.Tensor) -> tuple[torch.Tensor, str]:
     """(R, C) values -> (R, C, 3, 1, 1) model-range RGB cells and a one-line legend."""
     lo, hi = float(matrix.min()), float(matrix.max())
     if lo < 0 < hi:
-        t = torch.where(matrix < 0, matrix / -lo, matrix / hi)[..., None]  # -1..1, each side to its extreme
+        # Each side stretched to its own extreme, but never to less than a quarter of the other
+        # side's: a lone +0.01 among -5s must not look as red as a +5.
+        neg, pos = max(-lo, hi / 4), max(hi, -lo / 4)
+        t = torch.where(matrix < 0, matrix / neg, matrix / pos)[..., None]
         rgb = torch.where(t < 0, _GREY - t * (_BLUE - _GREY), _GREY + t * (_RED - _GREY))
-        legend = f"blue {lo:+.2f} · grey 0 · red {hi:+.2f}"
+        legend = f"blue {-neg:+.2f} · grey 0 · red {pos:+.2f}"
     else:
         t = ((matrix - lo) / (hi - lo) if hi > lo else torch.zeros_like(matrix))[..., None]
         rgb = _PALE + t * (_DARK - _PALE)
