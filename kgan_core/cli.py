@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="built-in dataset (ring8, grid25, mnist, ...) or a path")
     p.add_argument("--data-root", help="folder holding built-in datasets' files")
     p.add_argument("--k", type=int)
-    p.add_argument("--arch", choices=["auto", "mlp", "thesis", "dcgan64", "dcgan128"])
+    p.add_argument("--arch", choices=["auto", "mlp", "thesis", "resize", "dcgan64", "dcgan128"])
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--assignment", choices=["voronoi", "balanced", "none"])

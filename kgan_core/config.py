@@ -29,18 +29,19 @@ class TrainConfig(BaseModel):
     limit: int | None = Field(None, ge=1, le=10_000_000, description="use only the first N items")
     n_points: int = Field(10_000, ge=10, le=1_000_000, description="size of ring8/grid25")
     k: int = Field(8, ge=1, le=128, description="number of members")
-    arch: Literal["auto", "mlp", "thesis", "dcgan64", "dcgan128"] = "auto"
+    arch: Literal["auto", "mlp", "thesis", "resize", "dcgan64", "dcgan128"] = "auto"
     latent_dim: int | None = Field(None, ge=1, le=1024)
     width: int | None = Field(None, ge=1, le=4096, description="hidden units (mlp) / base channels")
     steps: int = Field(2000, ge=1, le=10_000_000, description="generator updates per member")
-    batch_size: int = Field(64, ge=1, le=4096, description="per member")
-    n_critic: int = Field(5, ge=1, le=100)
+    batch_size: int | None = Field(None, ge=1, le=4096, description="per member (default by data shape)")
+    n_critic: int | None = Field(None, ge=1, le=100, description="critic updates per generator update "
+                                 "(default by data shape)")
     loss: Literal["wgan-gp", "wgan-clip"] = "wgan-gp"
     gp_lambda: float = Field(10.0, ge=0.0, le=1000.0)
     clip_value: float = Field(0.01, gt=0.0, le=10.0)
-    lr_g: float = Field(1e-4, gt=0.0, le=1.0)
-    lr_d: float = Field(1e-4, gt=0.0, le=1.0)
-    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    lr_g: float | None = Field(None, gt=0.0, le=1.0, description="generator's Adam LR (default by data shape)")
+    lr_d: float | None = Field(None, gt=0.0, le=1.0, description="critic's Adam LR (default by data shape)")
+    beta1: float | None = Field(None, ge=0.0, lt=1.0, description="Adam's beta1 (default by data shape)")
     beta2: float = Field(0.9, ge=0.0, lt=1.0)
     assignment: Literal["voronoi", "balanced", "none"] = "voronoi"
     rounds: int = Field(4, ge=0, le=10_000, description="medoid moves + re-tilings during training")
@@ -57,6 +58,24 @@ class TrainConfig(BaseModel):
     log_every: int = Field(50, ge=1, le=10_000_000)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     execution: Literal["batched", "sequential"] = "batched"
+
+
+# Fields left None in a TrainConfig take these values, chosen by the shape of the data.
+# Points: the WGAN-GP paper's recipe, which the 2-D results in BENCHMARKS.md use.
+POINT_DEFAULTS = {"batch_size": 64, "n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5}
+# Images: the two time-scale rule (Heusel et al. 2017): one critic update per generator update,
+# the critic at 4x the generator's learning rate, Adam betas (0, 0.9): on a CPU budget, the
+# most generator updates per CPU second with a critic that stays ahead (BENCHMARKS.md §Image
+# quality says what a k=10 MNIST run reaches with them).
+IMAGE_DEFAULTS = {"batch_size": 32, "n_critic": 1, "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0}
+DATA_DEFAULTED_FIELDS = frozenset(POINT_DEFAULTS)
+
+
+def with_data_defaults(config: TrainConfig, item_shape: tuple[int, ...]) -> TrainConfig:
+    """The config with every field left None filled in for data items of this shape."""
+    defaults = POINT_DEFAULTS if len(item_shape) == 1 else IMAGE_DEFAULTS
+    return config.model_copy(update={name: value for name, value in defaults.items()
+                                     if getattr(config, name) is None})
 
 
 class TrainingError(ValueError):

@@ -6,6 +6,11 @@ Three families:
 - ``thesis``: the thesis' nets. Generator = linear layer + 3 transposed convolutions;
   critic = 2 convolutions + linear. Image side must be a multiple of 4 (28, 32, 64, ...).
 - ``dcgan``: DCGAN-style nets at 64 or 128 px (``dcgan64`` / ``dcgan128``).
+- ``resize``: the thesis critic, and a generator that upsamples by nearest-neighbour
+  resizing and a 3×3 convolution instead of transposed convolutions (Odena et al. 2016):
+  two stacked stride-2 transposed convolutions drew a lattice of dots every 2-4 pixels on
+  MNIST, which the members did not unlearn in a CPU budget. The default for images of any
+  side divisible by 4 other than 64 and 128.
 
 Every module takes and returns member-first tensors: a generator maps z of shape
 (k, B, latent) to (k, B, *item_shape); a critic maps (k, B, *item_shape) to scores (k, B).
@@ -33,8 +38,8 @@ from kgan_core.nn import (
     to_grouped,
 )
 
-Arch = Literal["mlp", "thesis", "dcgan64", "dcgan128"]
-ARCHITECTURES: tuple[str, ...] = ("mlp", "thesis", "dcgan64", "dcgan128")
+Arch = Literal["mlp", "thesis", "resize", "dcgan64", "dcgan128"]
+ARCHITECTURES: tuple[str, ...] = ("mlp", "thesis", "resize", "dcgan64", "dcgan128")
 
 
 class ArchitectureError(ValueError):
@@ -69,8 +74,9 @@ def default_spec(item_shape: tuple[int, ...], arch: str = "auto", latent_dim: in
         elif item_shape[-1] == 128:
             arch = "dcgan128"
         else:
-            arch = "thesis"
-    defaults = {"mlp": (8, 128), "thesis": (64, 16), "dcgan64": (100, 32), "dcgan128": (100, 32)}
+            arch = "resize"
+    defaults = {"mlp": (8, 128), "thesis": (64, 16), "resize": (64, 16), "dcgan64": (100, 32),
+                "dcgan128": (100, 32)}
     if arch not in defaults:
         raise ArchitectureError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     spec = ModelSpec(arch, tuple(item_shape), latent_dim or defaults[arch][0], width or defaults[arch][1])
@@ -87,8 +93,8 @@ def check_spec(spec: ModelSpec) -> None:
     if len(shape) != 3 or shape[1] != shape[2]:
         raise ArchitectureError(f"{spec.arch} models square images (C, S, S); this data has items of shape {shape}")
     side = shape[-1]
-    if spec.arch == "thesis" and side % 4:
-        raise ArchitectureError(f"the thesis nets need an image side divisible by 4, got {side}; set image_size")
+    if spec.arch in ("thesis", "resize") and side % 4:
+        raise ArchitectureError(f"the {spec.arch} nets need an image side divisible by 4, got {side}; set image_size")
     if spec.arch in ("dcgan64", "dcgan128") and side != int(spec.arch[5:]):
         raise ArchitectureError(f"{spec.arch} needs {spec.arch[5:]} px images, got {side}; set image_size")
 
@@ -151,13 +157,23 @@ class ConvGenerator(Generator):
 
     ``thesis``: 3 transposed convolutions (two ×2 upsamplings and a stride-1 output layer),
     so any side divisible by 4 works. ``dcgan``: ×2 upsamplings from 4×4 to the image side.
+
+    The output is tanh(anchor + net(z)), where the trainer sets ``anchor`` to the logit of
+    the tile's mean image at every re-tiling. From zero, the output layer's bias moves by
+    about one learning rate per Adam step, so reaching MNIST's black background (-1, a
+    pre-activation near -2) took thousands of steps and short runs drew grey silhouettes.
+    From the tile's mean, a member starts where its tile's pixels are and learns the strokes.
     """
+
+    # Largest |mean pixel| the anchor takes: tanh's slope stays ≥ 0.1 there, so the network
+    # can still draw a stroke where the tile's mean image is nearly black.
+    anchor_limit = 0.95
 
     def __init__(self, spec: ModelSpec, k: int):
         super().__init__(spec, k)
         channels, side = spec.item_shape[0], spec.item_shape[-1]
         w = spec.width
-        if spec.arch == "thesis":
+        if spec.arch in ("thesis", "resize"):
             self.base = side // 4
             widths = [4 * w, 2 * w, w]
         else:
@@ -168,14 +184,28 @@ class ConvGenerator(Generator):
         self.project = EnsembleLinear(k, spec.latent_dim, widths[0] * self.base ** 2)
         self.project_norm = EnsembleBatchNorm(k, widths[0])
         ups, norms = [], []
+        self.resize = spec.arch == "resize"
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            ups.append(EnsembleConv2d(k, c_in, c_out, 4, 2, 1, transposed=True))
+            if self.resize:
+                ups.append(EnsembleConv2d(k, c_in, c_out, 3, 1, 1, bias=False))
+            else:
+                ups.append(EnsembleConv2d(k, c_in, c_out, 4, 2, 1, transposed=True, bias=False))
             norms.append(EnsembleBatchNorm(k, c_out))
         self.ups, self.norms = nn.ModuleList(ups), nn.ModuleList(norms)
-        if spec.arch == "thesis":
+        if self.resize:
+            self.out = EnsembleConv2d(k, widths[-1], channels, 3, 1, 1)
+        elif spec.arch == "thesis":
             self.out = EnsembleConv2d(k, widths[-1], channels, 3, 1, 1, transposed=True)
         else:
             self.out = EnsembleConv2d(k, widths[-1], channels, 4, 2, 1, transposed=True)
+        fan_in_init(self.out, gain=1.0)
+        self.register_buffer("anchor", torch.zeros(k, 1, *spec.item_shape))
+        self.register_load_state_dict_pre_hook(_upgrade_old_state)
+
+    def set_frame(self, anchor: torch.Tensor, spread: torch.Tensor) -> None:
+        """Anchor the output at the tile's mean image (model range); images have no spread to set."""
+        mean = anchor.reshape(self.anchor.shape).clamp(-self.anchor_limit, self.anchor_limit)
+        self.anchor.copy_(torch.atanh(mean))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         k, b, _ = z.shape
@@ -183,8 +213,39 @@ class ConvGenerator(Generator):
         h = h.transpose(0, 1).reshape(b, k * self.widths[0], self.base, self.base)
         h = F.relu(self.project_norm(h))
         for up, norm in zip(self.ups, self.norms, strict=True):
+            if self.resize:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = F.relu(norm(up(h)))
-        return from_grouped(torch.tanh(self.out(h)), k)
+        return torch.tanh(self.anchor + from_grouped(self.out(h), k))
+
+
+def fan_in_init(conv: EnsembleConv2d, gain: float) -> None:
+    """He initialisation, N(0, gain² / fan-in), for a convolution that no batch norm follows.
+
+    DCGAN's N(0, 0.02) suits layers whose output batch norm rescales. Without it, a critic
+    so initialised is nearly linear (its first layer's outputs have std ≈ 0.08) and sees
+    little but mean brightness, and a generator's output layer draws grey; Adam grows a
+    weight by about one learning rate per step, so either took thousands of steps to leave.
+    """
+    kernel_area = conv.kernel ** 2
+    # A transposed convolution of stride s sums over in_ch · kernel² / s² inputs per output.
+    fan_in = conv.in_ch * kernel_area // (conv.stride ** 2 if conv.transposed else 1)
+    with torch.no_grad():
+        conv.weight.normal_(0.0, gain / math.sqrt(fan_in))
+
+
+def _upgrade_old_state(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load a generator saved before the anchor and before its upsamplings lost their bias, exactly.
+
+    A zero anchor draws tanh(net(z)), as those generators did. A bias before batch norm is
+    folded into the norm's running mean: BN(conv(x) + b) with mean μ is BN(conv(x)) with μ - b.
+    """
+    state_dict.setdefault(prefix + "anchor", torch.zeros_like(module.anchor))
+    for i in range(len(module.ups)):
+        bias = state_dict.pop(f"{prefix}ups.{i}.bias", None)
+        if bias is not None:
+            mean = f"{prefix}norms.{i}.norm.running_mean"
+            state_dict[mean] = state_dict[mean] - bias
 
 
 # --- critics ------------------------------------------------------------------------------
@@ -262,16 +323,21 @@ class ConvCritic(Critic):
     break the gradient penalty), then a linear score.
     """
 
+    def set_frame(self, anchor: torch.Tensor, spread: torch.Tensor) -> None:
+        """Image critics read pixels as they are (the gradient penalty is in pixel units)."""
+
     def __init__(self, spec: ModelSpec, k: int):
         super().__init__(spec, k)
         channels, side = spec.item_shape[0], spec.item_shape[-1]
         w = spec.width
-        levels = 2 if spec.arch == "thesis" else int(math.log2(side // 4))
+        levels = 2 if spec.arch in ("thesis", "resize") else int(math.log2(side // 4))
         widths = [channels] + [w * 2 ** i for i in range(levels)]
         self.convs = nn.ModuleList(
             EnsembleConv2d(k, c_in, c_out, 4, 2, 1) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
-        normed = spec.arch != "thesis"
+        for conv in self.convs:
+            fan_in_init(conv, gain=math.sqrt(2.0))  # leaky ReLU follows
+        normed = spec.arch not in ("thesis", "resize")
         self.norms = nn.ModuleList(
             EnsembleLayerNorm(k, c) if normed and i > 0 else nn.Identity() for i, c in enumerate(widths[1:])
         )

@@ -69,20 +69,23 @@ class EnsembleConv2d(nn.Module):
     channels_last_transposed = True
 
     def __init__(self, k: int, in_ch: int, out_ch: int, kernel: int, stride: int = 1,
-                 padding: int = 0, transposed: bool = False):
+                 padding: int = 0, transposed: bool = False, bias: bool = True):
         super().__init__()
         self.k, self.in_ch, self.out_ch = k, in_ch, out_ch
         self.kernel, self.stride, self.padding, self.transposed = kernel, stride, padding, transposed
         # Grouped conv weights: (k*out, in, kh, kw); grouped transposed: (k*in, out, kh, kw).
         shape = (k * in_ch, out_ch, kernel, kernel) if transposed else (k * out_ch, in_ch, kernel, kernel)
         self.weight = nn.Parameter(torch.empty(shape))
-        self.bias = nn.Parameter(torch.empty(k * out_ch))
+        # No bias where batch norm follows: it would cancel it, and Adam would turn the
+        # gradient's rounding noise into steps of one learning rate.
+        self.bias = nn.Parameter(torch.empty(k * out_ch)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # DCGAN initialisation: N(0, 0.02) weights, zero bias.
         nn.init.normal_(self.weight, 0.0, 0.02)
-        nn.init.zeros_(self.bias)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.transposed:

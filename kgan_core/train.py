@@ -24,11 +24,13 @@ import torch
 
 from kgan_core import checkpoint as ckpt_io
 from kgan_core.config import (
+    DATA_DEFAULTED_FIELDS,
     RESUMABLE_FIELDS,
     TrainConfig,
     TrainingError,
     dataset_for,
     resolve_device,
+    with_data_defaults,
 )
 from kgan_core.data import Dataset
 from kgan_core.models import Critic, Generator, ModelSpec, build_critic, build_generator, default_spec
@@ -225,9 +227,9 @@ class KGANTrainer:
     """Owns the data on the device, the members, the tiles and the RNG stream of one run."""
 
     def __init__(self, config: TrainConfig, dataset: Dataset | None = None):
-        self.config = config
         self.device = resolve_device(config.device)
         self.dataset = dataset if dataset is not None else dataset_for(config)
+        self.config = config = with_data_defaults(config, self.dataset.item_shape)
         n, k = self.dataset.n, config.k
         if k > n:
             raise TrainingError(f"k={k} members need at least {k} data items; the dataset has {n}")
@@ -279,9 +281,7 @@ class KGANTrainer:
         self._set_generator_frames()
 
     def _set_generator_frames(self) -> None:
-        """Point-data generators work in their tile's frame (see MLPGenerator)."""
-        if self.spec.arch != "mlp":
-            return
+        """Generators work in their tile's frame: points (MLPGenerator), images (ConvGenerator's anchor)."""
         k = self.config.k
         rows = [self.tiles.order[s:s + n] for s, n in zip(self.tiles.starts.tolist(), self.tiles.sizes.tolist(),
                                                            strict=True)]
@@ -444,6 +444,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, callback: Callback | None
     run_dir = Path(run_dir)
     saved = ckpt_io.load_checkpoint(run_dir) if resume and ckpt_io.has_checkpoint(run_dir) else None
     if saved is not None:
+        # A field left to its data default resumes with the value the run started with.
+        config = config.model_copy(update={name: saved.config[name] for name in DATA_DEFAULTED_FIELDS
+                                           if getattr(config, name) is None and name in saved.config})
         check_resumable(TrainConfig.model_validate(saved.config), config)
     elif ckpt_io.has_checkpoint(run_dir):
         raise TrainingError(f"{run_dir} already holds a run; resume it or choose a new folder")

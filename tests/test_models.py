@@ -18,6 +18,7 @@ SPECS = [
     ModelSpec("mlp", (2,), 4, 16),
     ModelSpec("thesis", (1, 28, 28), 8, 4),
     ModelSpec("thesis", (3, 32, 32), 8, 4),
+    ModelSpec("resize", (1, 28, 28), 8, 4),
     ModelSpec("dcgan64", (3, 64, 64), 8, 4),
 ]
 
@@ -65,7 +66,7 @@ def test_gradients_do_not_leak_between_members():
 
 def test_auto_architecture_and_bad_shapes():
     assert default_spec((2,)).arch == "mlp"
-    assert default_spec((1, 32, 32)).arch == "thesis"
+    assert default_spec((1, 32, 32)).arch == "resize"
     assert default_spec((3, 64, 64)).arch == "dcgan64"
     with pytest.raises(ArchitectureError, match="divisible by 4"):
         default_spec((1, 30, 30), "thesis")
@@ -82,3 +83,49 @@ def test_width_for_budget_matches_total_parameters():
     wide = ModelSpec("mlp", (2,), 8, width_for_budget(spec, k))
     single = parameter_count(build_generator(wide, 1)) + parameter_count(build_critic(wide, 1))
     assert 0.9 * total <= single <= 1.0 * total
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 32, 32), (3, 64, 64)], ids=lambda s: f"{s[-1]}px")
+def test_image_default_architecture_builds_with_batch_norm_only_in_the_generator(shape):
+    # The critic is trained with a gradient penalty per sample, which batch norm would mix
+    # across the batch; the generator needs it to train in a short CPU budget.
+    spec = default_spec(shape)
+    g, d = build_generator(spec, 2), build_critic(spec, 2)
+    x = g(torch.randn(2, 3, spec.latent_dim))
+    assert x.shape == (2, 3, *shape) and d(x).shape == (2, 3)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in d.modules())
+
+
+def test_image_generator_starts_at_its_tiles_mean_image():
+    torch.manual_seed(0)
+    spec = default_spec((1, 28, 28))
+    g = build_generator(spec, 2).eval()
+    mean = torch.stack([torch.full((1, 28, 28), -0.8), torch.linspace(-0.9, 0.9, 784).reshape(1, 28, 28)])
+    g.set_frame(mean.reshape(2, -1), torch.ones(2))
+    with torch.no_grad():
+        drawn = g(torch.randn(2, 256, spec.latent_dim)).mean(1)
+    assert (drawn - mean).abs().max() < 0.15
+    assert drawn[1, 0, -1, -1] - drawn[1, 0, 0, 0] > 1.0  # the anchor's ramp, not a constant
+
+
+def test_a_generator_saved_before_the_anchor_and_without_norm_biases_loads_as_it_drew():
+    # Old generators had no anchor (they drew tanh(net(z))) and a bias before each batch norm.
+    torch.manual_seed(0)
+    spec = default_spec((1, 28, 28))
+    g = build_generator(spec, 2)
+    g.train()(torch.randn(2, 16, spec.latent_dim))  # running statistics away from their start
+    g.eval()
+    old = {name: value for name, value in g.state_dict().items() if name != "anchor"}
+    for i in range(len(g.ups)):
+        bias = torch.randn(g.norms[i].norm.num_features)
+        old[f"ups.{i}.bias"] = bias
+        old[f"norms.{i}.norm.running_mean"] = old[f"norms.{i}.norm.running_mean"] + bias
+    loaded = build_generator(spec, 2)
+    loaded.anchor.fill_(1.0)
+    loaded.load_state_dict(old)
+    loaded.eval()
+    z = torch.randn(2, 4, spec.latent_dim)
+    with torch.no_grad():
+        assert torch.allclose(loaded(z), g(z), atol=1e-6)
+    assert torch.equal(loaded.anchor, torch.zeros_like(loaded.anchor))

@@ -101,6 +101,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 @pytest.mark.parametrize("arch, dataset_kwargs", [
     ("mlp", {}),
     ("thesis", {"dataset": "mnist", "image_size": 16, "limit": 64, "width": 4}),
+    ("resize", {"dataset": "mnist", "image_size": 16, "limit": 64, "width": 4}),
 ])
 def test_batched_step_matches_the_sequential_reference(tmp_path, arch, dataset_kwargs):
     kwargs = {"arch": arch, "steps": 6, "rounds": 1, "k": 3} | dataset_kwargs
@@ -167,3 +168,29 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "run" / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable kgan checkpoint"):
         load_run(tmp_path / "run")
+
+
+def test_unset_optimiser_fields_take_defaults_by_data_shape():
+    from kgan_core.config import IMAGE_DEFAULTS, POINT_DEFAULTS, with_data_defaults
+
+    points = with_data_defaults(TrainConfig(), (2,))
+    assert {name: getattr(points, name) for name in POINT_DEFAULTS} == POINT_DEFAULTS
+    images = with_data_defaults(TrainConfig(dataset="mnist", n_critic=3), (1, 28, 28))
+    assert images.n_critic == 3  # what the user set wins
+    assert {name: getattr(images, name) for name in IMAGE_DEFAULTS if name != "n_critic"} == {
+        name: value for name, value in IMAGE_DEFAULTS.items() if name != "n_critic"}
+
+
+def test_a_run_started_with_data_defaults_resumes_with_them(tmp_path):
+    from kgan_core.config import IMAGE_DEFAULTS
+
+    # A run saved with other values for the data-chosen fields (an older default) must resume
+    # with those, not fail on the difference nor switch values midway.
+    saved_with = {name: value * 2 if isinstance(value, float) else value + 1
+                  for name, value in IMAGE_DEFAULTS.items() if name != "beta1"}
+    base = dict(dataset="mnist", image_size=16, limit=64, width=4, k=2, steps=4, rounds=0, log_every=1)
+    train(TrainConfig(**base, **saved_with), tmp_path / "run", callback=lambda p: p.step < 2)
+    train(TrainConfig(**base), tmp_path / "run")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["step"] == 4
+    assert {name: run["config"][name] for name in saved_with} == saved_with
