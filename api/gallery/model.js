@@ -393,7 +393,8 @@ export async function modelView(view, ctx, modelId) {
     const share = h("div", { class: "share" },
       h("span", { class: "share-value" }, percent(member.tile_share)),
       h("span", { class: "muted" }, ` of the data · ${num(member.tile_size)} items`),
-      progressBar(member.tile_share, "tile share"));
+      progressBar(member.tile_share, `member ${member.k}'s tile share`));
+    share.querySelector(".fill").style.background = memberColour(member.k); // its colour, as in every picture
     const header = h("header", {}, h("h2", {}, h("span", { class: "chip" }), `Member ${member.k}`), share,
       healthLine(member.health));
     header.querySelector(".chip").style.background = memberColour(member.k);

@@ -87,6 +87,9 @@ def test_points_members_share_axes_and_colours_and_pictures_open_full_size(page,
                                       "chips => chips.map(c => getComputedStyle(c).backgroundColor)")
     expected = [member_colour(k) for k in range(RING8_TINY["k"])]
     assert chips == [f"rgb({int(c[1:3], 16)}, {int(c[3:5], 16)}, {int(c[5:7], 16)})" for c in expected]
+    shares = page.eval_on_selector_all("section.member .share .fill",
+                                       "bars => bars.map(b => getComputedStyle(b).backgroundColor)")
+    assert shares == chips, "each member's tile-share bar is in its colour"
     alts = page.eval_on_selector_all("section.member figure.pic img", "imgs => imgs.map(i => i.alt)")
     assert all(alt.startswith(f"Member {k} of {RING8_TINY['k']}, samples") and "% of the data" in alt
                for k, alt in enumerate(alts)), alts
