@@ -80,7 +80,7 @@ def test_real_digits_beat_noise_and_blanks_on_every_metric(judge, mnist):
             assert real_wins, (metric.name, control, metric.values)
         assert metric.beats_bad_controls or not metric.informative, metric
     # The tile's mean image is a blur no one would call a digit, and FD and recall say so ...
-    for name in ("fd", "recall"):
+    for name in ("fd", "recall", "precision_core"):
         assert scores.metrics[name].informative, scores.table()
         assert scores.metrics[name].beats_bad_controls
     # ... but the classifier calls it a 3 as surely as a real 3: the share classified as the
@@ -150,12 +150,18 @@ def test_frechet_distance_matches_the_closed_form():
 def test_precision_recall_see_collapse_and_disjoint_sets():
     g = torch.Generator().manual_seed(0)
     real = torch.randn(500, 2, generator=g)
-    assert precision_recall(real, torch.randn(500, 2, generator=g)) == pytest.approx(
-        {"precision": 1.0, "recall": 1.0}, abs=0.05)
+    same = precision_recall(real, torch.randn(500, 2, generator=g))
+    assert same["precision"] > 0.95 and same["recall"] > 0.95 and 0.3 < same["precision_core"] < 0.7
     collapsed = torch.zeros(500, 2) + 0.01 * torch.randn(500, 2, generator=g)
     pr = precision_recall(real, collapsed)
     assert pr["precision"] > 0.95 and pr["recall"] < 0.05
-    assert precision_recall(real, real + 100.0) == {"precision": 0.0, "recall": 0.0}
+    assert precision_recall(real, real + 100.0) == {"precision": 0.0, "precision_core": 0.0, "recall": 0.0}
+    # A blob far out, next to one outlier of the real set: the outlier's wide ball takes it in,
+    # the core of the manifold does not.
+    with_outlier = torch.cat([real, torch.tensor([[6.0, 6.0], [9.0, 9.0], [12.0, 12.0], [15.0, 15.0]])])
+    blob = torch.tensor([[8.0, 8.0]]) + 0.01 * torch.randn(200, 2, generator=g)
+    pr = precision_recall(with_outlier, blob)
+    assert pr["precision"] == 1.0 and pr["precision_core"] == 0.0
 
 
 def test_a_metric_is_informative_only_when_real_beats_every_bad_control():

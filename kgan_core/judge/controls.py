@@ -30,6 +30,7 @@ CONTROLS = ("real", *BAD_CONTROLS)
 METRICS: dict[str, tuple[str, float]] = {
     "fd": ("lower", 0.5),
     "precision": ("higher", 0.2),
+    "precision_core": ("higher", 0.2),
     "recall": ("higher", 0.2),
     "majority_share": ("higher", 0.2),
     "confidence_median": ("higher", 0.2),
@@ -131,11 +132,12 @@ def scores_with_controls(samples: torch.Tensor, real: torch.Tensor, judge: Judge
 
     ref_features = judge.features(reference)
     features = {name: judge.features(images) for name, images in candidates.items()}
-    values: dict[str, dict[str, float]] = {m: {} for m in ("fd", "precision", "recall")}
+    values: dict[str, dict[str, float]] = {m: {} for m in ("fd", "precision", "precision_core", "recall")}
     for name, f in features.items():
         values["fd"][name] = frechet_distance(f, ref_features)
         pr = precision_recall(ref_features, f, k=k_nn)
-        values["precision"][name], values["recall"][name] = pr["precision"], pr["recall"]
+        for key, value in pr.items():
+            values[key][name] = value
 
     scores = Scores(sample_name, n, None, judge.class_names)
     if judge.labelled:

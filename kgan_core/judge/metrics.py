@@ -53,13 +53,21 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict
     reaching their k-th nearest real neighbour); recall: share of real items inside the fake
     manifold. A collapsed fake set has tiny balls, so its recall falls to the share of real
     items it sits on.
+
+    precision_core: precision against the half of the real balls with the smallest radii, as
+    the same paper prunes for its realism score. With a few hundred real items, the balls of
+    outliers are wide enough to take in a whole collapsed blob (precision 0.9 for samples the
+    judge's FD puts 100x further than real); real items score about 0.5 on it.
     """
     real, fake = real.detach().double().cpu(), fake.detach().double().cpu()
     if len(real) < 2 or len(fake) < 2:
         raise ValueError("precision_recall needs at least 2 real and 2 fake items")
-    precision = _covered(fake, real, _kth_neighbour_radii(real, k)).double().mean()
+    radii = _kth_neighbour_radii(real, k)
+    precision = _covered(fake, real, radii).double().mean()
+    core = radii <= radii.median()
+    precision_core = _covered(fake, real[core], radii[core]).double().mean()
     recall = _covered(real, fake, _kth_neighbour_radii(fake, k)).double().mean()
-    return {"precision": float(precision), "recall": float(recall)}
+    return {"precision": float(precision), "precision_core": float(precision_core), "recall": float(recall)}
 
 
 def class_histogram(probs: torch.Tensor) -> dict:
