@@ -28,6 +28,7 @@ from api.errors import Problem
 from api.models import Artifact, Dataset, Job, Model, Owner
 from api.params import JobCreate, PriorParams, TrainParams, VisualiseParams
 from api.settings import Settings
+from api.visualise_options import ModelOutline, check_options
 
 log = logging.getLogger("kgan.jobs")
 
@@ -136,6 +137,12 @@ def check_visualise_params(session: Session, owner: Owner, params: VisualisePara
     if params.member is not None and params.member >= model.k:
         raise Problem(422, "No such member", f"Model {model.id} has k={model.k} members, numbered 0 to "
                       f"{model.k - 1}.", slug="validation-error")
+    try:
+        check_options(params.what, params.options, member=params.member, seed=params.seed,
+                      outline=ModelOutline(model.k, model.dataset_kind, model.item_shape, model.step))
+    except ValueError as exc:
+        raise Problem(422, "Options the visualisation refuses", f"{params.what} of model {model.id}: {exc}. "
+                      "Leave an option out for its default.", slug="validation-error") from None
     if params.prior_id is not None:
         prior = get_owned(session, owner, Artifact, params.prior_id, "artifact")
         if prior.kind != "prior":

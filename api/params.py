@@ -73,7 +73,11 @@ class PriorParams(_PriorFields):
                            **values)
 
 
-OptionValue = int | float | str | bool | None | list[int | float | str]
+# Bounded before the visualisation sees them (api/visualise_options.py checks them against it).
+_OptionNumber = Annotated[float, Field(allow_inf_nan=False)]
+_OptionText = Annotated[str, Field(max_length=128)]
+OptionValue = int | _OptionNumber | _OptionText | bool | None | Annotated[
+    list[int | _OptionNumber | _OptionText], Field(max_length=64)]
 # Chosen by the server: a file path on its disk, or the prior given as prior_id.
 SERVER_OPTIONS = frozenset({"prior", "vgg_weights"})
 
@@ -105,6 +109,9 @@ class VisualiseParams(BaseModel):
                              f"{', '.join(sorted(allowed)) or 'none'}")
         if self.prior_id is not None and "prior" not in options_of(self.what):
             raise ValueError(f"{self.what} does not use a prior; leave out prior_id")
+        from api.visualise_options import check_types
+
+        check_types(self.what, self.options)
         return self
 
 

@@ -36,6 +36,7 @@ from api.storage import ArtifactStore, file_sha256
 log = logging.getLogger("kgan.worker")
 
 CHECKPOINT_FILES = ("checkpoint.safetensors", "run.json")
+MAX_ERROR_DETAIL_CHARS = 2000
 
 
 @dataclass
@@ -217,6 +218,9 @@ class JobRunner:
         return "failed"
 
     def fail(self, claim: Claim, title: str, detail: str) -> None:
+        # A message may quote what the job was given; never store (and serve) more than a few lines of it.
+        if len(detail) > MAX_ERROR_DETAIL_CHARS:
+            detail = detail[:MAX_ERROR_DETAIL_CHARS] + " ... (cut)"
         self.fenced(claim, status="failed", error_title=title[:200], error_detail=detail, finished_at=utcnow(),
                     eta_s=None)
 

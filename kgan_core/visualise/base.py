@@ -107,7 +107,9 @@ def require_member(member: int | None, what: str, k: int) -> int:
 
 
 def bounded_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    # NaN and infinities are no whole numbers (int() of them raises a message about conversion).
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
+            or value in (float("inf"), float("-inf")) or int(value) != value:
         raise OptionError(f"{name} must be a whole number, got {value!r}")
     if not lo <= int(value) <= hi:
         raise OptionError(f"{name} must be between {lo} and {hi}, got {value}")
