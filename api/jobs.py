@@ -89,6 +89,25 @@ def owned_model(session: Session, owner: Owner, model_id: str) -> Model:
     return get_owned(session, owner, Model, model_id, "model")
 
 
+def check_footprint(params: TrainParams, spec, settings: Settings) -> None:
+    """Refuse a run no worker can hold, before a worker dies trying (up to max_attempts times)."""
+    from kgan_core.config import IMAGE_DEFAULTS, POINT_DEFAULTS
+    from kgan_core.models import training_footprint
+
+    defaults = POINT_DEFAULTS if len(spec.item_shape) == 1 else IMAGE_DEFAULTS
+    batch_size = params.batch_size or defaults["batch_size"]
+    footprint = training_footprint(spec, params.k, batch_size)
+    if footprint.peak_bytes > settings.worker_memory_bytes:
+        gib = 1024**3
+        raise Problem(422, "Too large for the workers",
+                      f"k={params.k} members of width {spec.width} with batch_size={batch_size} have "
+                      f"{footprint.parameters:,} parameters and need about {footprint.peak_bytes / gib:.1f} GiB to "
+                      f"train; a worker here has {settings.worker_memory_bytes / gib:.1f} GiB "
+                      "(KGAN_WORKER_MEMORY_BYTES). Lower k, width, batch_size or image_size.",
+                      slug="too-large", parameters=footprint.parameters, estimated_bytes=footprint.peak_bytes,
+                      limit_bytes=settings.worker_memory_bytes)
+
+
 def check_train_params(session: Session, owner: Owner, params: TrainParams, settings: Settings) -> Dataset | None:
     """Everything that can be known wrong before a worker starts, answered as a 4xx now."""
     from kgan_core.models import ArchitectureError, default_spec
@@ -97,9 +116,10 @@ def check_train_params(session: Session, owner: Owner, params: TrainParams, sett
     shape = _item_shape(params, dataset)
     if shape is not None:
         try:
-            default_spec(shape, params.arch, params.latent_dim, params.width)
+            spec = default_spec(shape, params.arch, params.latent_dim, params.width)
         except ArchitectureError as exc:
             raise Problem(422, "Architecture does not fit the data", f"{exc}.", slug="validation-error") from exc
+        check_footprint(params, spec, settings)
     n_items = dataset.n_items if dataset is not None else (params.n_points if shape and len(shape) == 1 else None)
     if n_items is not None and params.limit is not None:
         n_items = min(n_items, params.limit)

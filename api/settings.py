@@ -7,6 +7,7 @@ folder under ``./var``; ``kgan serve`` adds the broker URL of the Redis server i
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
 MiB = 1024**2
+
+
+def _machine_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): a documented 16 GiB
+        return 16 * GiB
 
 
 class Settings(BaseSettings):
@@ -43,6 +51,11 @@ class Settings(BaseSettings):
     job_time_limit_s: int = Field(
         7 * 86_400, ge=1, le=90 * 86_400,
         description="wall-clock seconds from a job's first start; past it the job fails, keeping its checkpoint")
+
+    worker_memory_bytes: int = Field(
+        default_factory=lambda: _machine_memory_bytes(), ge=64 * MiB, le=1024**5,
+        description="memory one worker can give a job (default: this machine's total); a train job whose "
+        "estimated peak (kgan_core.models.training_footprint) is over it is refused with 422")
 
     # --- per-owner limits --------------------------------------------------------------------
     max_queued_jobs_per_owner: int = Field(

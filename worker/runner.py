@@ -39,6 +39,15 @@ CHECKPOINT_FILES = ("checkpoint.safetensors", "run.json")
 MAX_ERROR_DETAIL_CHARS = 2000
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, or torch's on a CPU or a GPU."""
+    import torch
+
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
 @dataclass
 class Claim:
     job_id: str
@@ -207,8 +216,14 @@ class JobRunner:
         from kgan_core.train import TrainingError
         from kgan_core.visualise import VisualisationError
 
-        if isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError
-                      | PriorError | VisualisationError):
+        if out_of_memory(exc):
+            # Retrying would run out again: fail once, saying why and what to change.
+            log.warning("job %s ran out of memory: %s", claim.job_id, exc)
+            self.fail(claim, "Out of memory", f"The job ran out of memory on its worker ({str(exc)[:200]}); "
+                      "make it smaller (k, width, batch_size, image_size) or give the workers more memory "
+                      "(KGAN_WORKER_MEMORY_BYTES is what submissions are checked against).")
+        elif isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError
+                        | PriorError | VisualisationError):
             log.info("job %s failed: %s", claim.job_id, exc)
             self.fail(claim, "The job's settings do not work with its data", str(exc))
         else:
