@@ -387,3 +387,33 @@ def width_for_budget(spec: ModelSpec, k: int) -> int:
         size = parameter_count(build_generator(trial, 1)) + parameter_count(build_critic(trial, 1))
         lo, hi = (mid, hi) if size <= target else (lo, mid - 1)
     return lo
+
+
+@dataclass(frozen=True)
+class TrainingFootprint:
+    parameters: int  # generator and critic of all k members
+    activations: int  # values one generator and one critic forward pass keep for the backward pass
+    peak_bytes: int
+
+
+def training_footprint(spec: ModelSpec, k: int, batch_size: int) -> TrainingFootprint:
+    """Parameters and an estimate of the peak memory of training k members of ``spec``, counted
+    on the meta device (nothing is allocated). Peak: float32 weights, gradients and Adam's two
+    moments (4 per parameter) plus the activations of one generator pass and of the critic on
+    real, fake and interpolated batches, twice over for the gradient penalty's double backward."""
+    with torch.device("meta"):
+        generator, critic = build_generator(spec, k), build_critic(spec, k)
+        generator_values, critic_values = [], []
+
+        def keep(into: list[int]):
+            return lambda module, args, out: into.append(out.numel() if torch.is_tensor(out) else 0)
+
+        for net, into in ((generator, generator_values), (critic, critic_values)):
+            for module in net.modules():
+                if next(module.children(), None) is None:  # leaves only: a container's output is its last leaf's
+                    module.register_forward_hook(keep(into))
+        critic(generator(torch.empty(k, batch_size, spec.latent_dim)))
+    parameters = parameter_count(generator) + parameter_count(critic)
+    activations = sum(generator_values) + sum(critic_values)
+    peak_values = 4 * parameters + sum(generator_values) + 2 * 3 * sum(critic_values)
+    return TrainingFootprint(parameters, activations, 4 * peak_values)
