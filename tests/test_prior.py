@@ -8,6 +8,7 @@ from kgan_core.prior import (
     CodeRegion,
     EncoderWeightsMissing,
     JudgeRealism,
+    PCADecoder,
     PriorConfig,
     PriorError,
     PriorMismatchError,
@@ -112,6 +113,44 @@ def test_blank_and_noise_images_fail_the_judges_realism_and_real_digits_pass(dig
     assert real >= 0.6
     for name, images in control_images(x[:1000], 200).items():
         assert realism.data_like(images).double().mean() <= real - 0.5, name
+
+
+@pytest.fixture(scope="module")
+def digit_prior(digits, tmp_path_factory):
+    """A prior trained long enough on 1,000 digits that its random codes decode to digits."""
+    cfg = PriorConfig(dataset="mnist", image_size=16, code_dim=16, width=16, steps=400, batch_size=32,
+                      holdout=200, log_every=400, seed=0)
+    return train_prior(cfg, tmp_path_factory.mktemp("prior") / "p.safetensors", dataset=digits[0]).prior
+
+
+def test_random_prior_codes_pass_the_judge_more_often_than_random_pca_codes(digits, judge, digit_prior):
+    data, x = digits
+    train_x = x[holdout_split(data.n, 200, seed=0)[0]]
+    realism = JudgeRealism(judge, train_x)
+    g = torch.Generator().manual_seed(1)
+    from_prior = realism.data_like(digit_prior.random_images(500, g)).double().mean()
+    # PCA with 128 components, its codes drawn the same way (per dimension, inside the region)
+    from_pca = realism.data_like(PCADecoder(train_x, 128).random_images(500, g)).double().mean()
+    assert from_prior >= from_pca + 0.05
+
+
+def test_activation_max_through_the_prior_is_not_blank_on_any_critic_layer(digits, judge, digit_prior):
+    from kgan_core.visualise import objectives, param
+    from kgan_core.visualise.optimise import maximise
+
+    run = load_run(tiny_run_dir())
+    realism = JudgeRealism(judge, digits[1][:1000])
+    for layer in run.critic.layer_names:
+        g = torch.Generator().manual_seed(0)
+        search = param.prior_code(digit_prior, (run.k, 1), g)
+        found = maximise(run.critic, objectives.layer_mean(layer), search, steps=30, lr=0.1, generator=g)
+        assert (found.values > found.start).all(), layer
+        images = found.images[:, 0]
+        # The earlier prior, decaying towards its mean code, gave an all-black image for every
+        # member. A barely trained critic's conv1 can reward darkness, and one of the three
+        # members' images then ends faint; most must show strokes on a background.
+        not_blank = ~realism.blank_like(images) & (images.flatten(1).std(1) > 0.2)
+        assert not_blank.sum() >= 2, layer
 
 
 def test_a_prior_of_another_size_or_encoder_is_refused(prior, tmp_path):
