@@ -73,9 +73,15 @@ def test_train_a_prior_then_maximise_through_it(client, settings, image_model):
 
 def test_a_visualisation_kgan_core_refuses_fails_with_its_reason(client, settings, image_model):
     user, _, model_id = image_model
+    # Out of the visualisation's bounds: refused at submission, with the visualisation's own words.
+    params = {"model_id": model_id, "what": "traversal", "member": 0, "options": {"steps": 99}}
+    r = client.post("/v1/jobs", json={"kind": "visualise", "params": params}, headers=user.headers)
+    assert r.status_code == 422 and "steps must be between 3 and 15" in r.json()["detail"], r.text
+    # Only the loaded model can tell (its critic has no such layer): the worker fails it, saying why.
     job = run_job(client, settings, user, "visualise",
-                  {"model_id": model_id, "what": "traversal", "member": 0, "options": {"steps": 99}})
-    assert job["status"] == "failed" and "steps" in job["error"]["detail"]
+                  {"model_id": model_id, "what": "activation-max", "member": 0,
+                   "options": {"layer": "no-such-layer", "steps": 2}})
+    assert job["status"] == "failed" and "no-such-layer" in job["error"]["detail"]
 
 
 def test_bad_visualise_and_prior_requests_are_refused_up_front(client, settings, image_model, trained):
