@@ -57,7 +57,9 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(500, ge=1, le=10_000_000)
     log_every: int = Field(50, ge=1, le=10_000_000)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-    execution: Literal["batched", "sequential"] = "batched"
+    execution: Literal["auto", "batched", "sequential"] = Field(
+        "auto", description="auto: time a few steps of each path on this device at the start (and at each "
+        "resume) and train with the faster; batched/sequential force a path (both train the same model)")
 
 
 # Fields left None in a TrainConfig take these values, chosen by the shape of the data.

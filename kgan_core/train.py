@@ -5,15 +5,18 @@ of the point masses (Voronoi, balanced Laguerre cells, or none), every member tr
 own tile, and every so often each m_j moves to the medoid of its generator's samples and
 the tiles are recomputed: k-medoids with generators as centres.
 
-One training step updates all k members together (``execution="batched"``, the default):
-the members are one stacked network (``kgan_core.nn``), so every layer is one kernel
-instead of k. ``execution="sequential"`` runs the members one after another with their own
-optimisers on exactly the same random draws: the reference the batched path is tested
-against.
+One training step updates all k members together (``execution="batched"``): the members
+are one stacked network (``kgan_core.nn``), so every layer is one kernel instead of k.
+``execution="sequential"`` runs the members one after another with their own optimisers on
+exactly the same random draws: the reference the batched path is tested against. Neither is
+faster everywhere (on a CPU the stacked 64 px convolutions lose to k small ones), so the
+default, ``execution="auto"``, times a few steps of each at the start of a run and of each
+resume and trains with the faster (``race_executions``).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -220,6 +223,59 @@ def slice_optimizer_state(state: dict, k: int, index: int) -> dict:
             "state": {i: slice_state(dict(s), k, index) for i, s in state["state"].items()}}
 
 
+# --- choosing the execution ---------------------------------------------------------------
+
+# Timed steps per path after one warm-up step each: enough to see a difference of more than a
+# few percent, and at most ~2 x (1 + RACE_STEPS) steps' time spent on timing.
+RACE_STEPS = 3
+# Fewer remaining steps than this and the race would cost more than the few percent it can
+# save (and the tiny runs of the tests would slow down by half): such runs stay batched.
+RACE_MIN_STEPS = 100
+
+
+def race(steps: dict[str, Callable[[], object]], device: torch.device, repeats: int = RACE_STEPS) -> dict[str, float]:
+    """Seconds per call of each step (the fastest of ``repeats``, after one warm-up call each)."""
+    def timed(step) -> float:
+        started = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - started
+
+    for step in steps.values():  # warm-up: allocations, kernel choice
+        timed(step)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):  # interleaved, so a busy neighbour slows both alike
+        for name, step in steps.items():
+            times[name].append(timed(step))
+    # The fastest call: the others were slowed by something other than the path.
+    return {name: min(t) for name, t in times.items()}
+
+
+def race_executions(trainer: KGANTrainer, repeats: int = RACE_STEPS) -> dict[str, float]:
+    """Seconds per training step of each path for this run on its device.
+
+    Timed on copies of the members with their own random stream, so the run itself trains
+    exactly as if no race had been run. The copies hold a second set of weights while timing.
+    """
+    cfg, k, device = trainer.config, trainer.config.k, trainer.device
+    generator, critic, _, _ = trainer.members.stacked()
+    paths = {"batched": BatchedMembers(copy.deepcopy(generator), copy.deepcopy(critic), cfg),
+             "sequential": SequentialMembers(generator, critic, cfg)}  # take_member copies
+    rng = torch.Generator(device).manual_seed(cfg.seed)
+    extra = (1,) * len(trainer.dataset.item_shape)
+
+    def step(members) -> None:
+        for _ in range(cfg.n_critic):
+            real = trainer.dataset.to_model(trainer.data[trainer.tiles.sample_rows(cfg.batch_size, rng)])
+            z = torch.randn(k, cfg.batch_size, trainer.spec.latent_dim, generator=rng, device=device)
+            eps = torch.rand(k, cfg.batch_size, *extra, generator=rng, device=device)
+            members.critic_step(real, z, eps)
+        members.generator_step(torch.randn(k, cfg.batch_size, trainer.spec.latent_dim, generator=rng, device=device))
+
+    return race({name: (lambda m=members: step(m)) for name, members in paths.items()}, device, repeats)
+
+
 # --- the trainer -------------------------------------------------------------------------
 
 
@@ -248,18 +304,44 @@ class KGANTrainer:
         self.history: list[dict[str, Any]] = []
         self.events: list[str] = []
         self.metrics: dict[str, Any] = {}
+        self.execution_choice: dict[str, Any] = {}
         self._init_members(generator.to(self.device), critic.to(self.device))
         self.masses = kmeans(self.flat, k, self.rng)
         self._retile()
 
-    def _init_members(self, generator, critic, opt_g=None, opt_d=None):
-        if self.config.execution == "sequential":
+    def _init_members(self, generator, critic, opt_g=None, opt_d=None, execution: str | None = None):
+        # "auto" starts batched; choose_execution may switch once the run is about to train.
+        self.execution = execution or ("sequential" if self.config.execution == "sequential" else "batched")
+        if self.execution == "sequential":
             self.members = SequentialMembers(generator, critic, self.config, opt_g, opt_d)
         else:
             self.members = BatchedMembers(generator, critic, self.config)
             if opt_g is not None:
                 self.members.opt_g.load_state_dict(opt_g)
                 self.members.opt_d.load_state_dict(opt_d)
+
+    def choose_execution(self) -> None:
+        """With execution="auto", train on the faster path here; run.json and the events say which and why."""
+        cfg, remaining = self.config, self.config.steps - self.step
+        if cfg.execution != "auto":
+            self.execution_choice = {"execution": self.execution, "reason": "asked for"}
+            return
+        if cfg.k == 1:
+            reason = "k=1: both paths are the same computation"
+        elif remaining < RACE_MIN_STEPS:
+            reason = f"{remaining} steps to go: timing both paths would cost more than it could save"
+        else:
+            timings = race_executions(self)
+            chosen = min(timings, key=timings.get)
+            if chosen != self.execution:
+                self._init_members(*self.members.stacked(), execution=chosen)
+            self.execution_choice = {"execution": chosen, "reason": "faster here",
+                                     "seconds_per_step": timings, "device": str(self.device)}
+            self.events.append(
+                f"step {self.step}: training {chosen} (timed on {self.device}: batched "
+                f"{timings['batched'] * 1e3:.1f} ms/step, sequential {timings['sequential'] * 1e3:.1f} ms/step)")
+            return
+        self.execution_choice = {"execution": self.execution, "reason": reason}
 
     # tiles ----------------------------------------------------------------------------
 
@@ -347,6 +429,7 @@ class KGANTrainer:
                         "item_shape": list(self.dataset.item_shape)},
             "tile_sizes": self.tiles.sizes.tolist(), "tile_shares": self.tiles.shares,
             "metrics": self.metrics, "events": self.events, "history": self.history,
+            "execution": self.execution_choice,
         }
 
     def save(self, run_dir: Path) -> None:
@@ -384,6 +467,7 @@ class KGANTrainer:
         run_dir = Path(run_dir)
         started, start_step = time.perf_counter(), self.step
         reported_events = len(self.events)
+        self.choose_execution()
         if self.step == 0:
             self.save(run_dir)
         stopped = False

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from kgan_core import train as train_module
 from kgan_core.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 from kgan_core.data import load_dataset
 from kgan_core.run import MemberIndexError, load_run
@@ -113,6 +114,44 @@ def test_batched_step_matches_the_sequential_reference(tmp_path, arch, dataset_k
     for name in a.critic:
         assert torch.allclose(a.critic[name], b.critic[name], atol=1e-4, rtol=1e-3), name
     assert torch.equal(a.assignment, b.assignment)
+
+
+@pytest.mark.parametrize("winner", ["batched", "sequential"])
+def test_auto_trains_on_the_faster_path_and_the_same_model(tmp_path, monkeypatch, winner):
+    # The race is real (both paths timed on this machine); only which one wins is fixed here,
+    # so that both switches are exercised whatever this machine's speeds.
+    race = train_module.race_executions
+
+    def race_won_by(trainer):
+        timings = race(trainer)
+        assert set(timings) == {"batched", "sequential"} and all(t > 0 for t in timings.values())
+        return timings | {winner: min(timings.values()) / 2}
+
+    monkeypatch.setattr(train_module, "RACE_MIN_STEPS", 1)
+    monkeypatch.setattr(train_module, "race_executions", race_won_by)
+    kwargs = {"steps": 6, "rounds": 1, "k": 3}
+    train(tiny(execution="batched", **kwargs), tmp_path / "batched")
+    train(tiny(execution="auto", **kwargs), tmp_path / "auto", callback=lambda p: p.step < 4)  # stops at 4
+    train(tiny(execution="auto", **kwargs), tmp_path / "auto")  # a resume races again
+    a, b = load_checkpoint(tmp_path / "batched"), load_checkpoint(tmp_path / "auto")
+    for name in a.generator:
+        assert torch.allclose(a.generator[name], b.generator[name], atol=1e-4, rtol=1e-3), name
+    for name in a.critic:
+        assert torch.allclose(a.critic[name], b.critic[name], atol=1e-4, rtol=1e-3), name
+    summary = json.loads((tmp_path / "auto" / "run.json").read_text())
+    assert summary["execution"]["execution"] == winner
+    assert set(summary["execution"]["seconds_per_step"]) == {"batched", "sequential"}
+    races = [e for e in summary["events"] if "ms/step" in e]
+    assert len(races) == 2 and all(f"training {winner}" in e for e in races)  # the start and the resume
+
+
+def test_auto_skips_the_race_where_it_cannot_pay(tmp_path):
+    train(tiny(execution="auto"), tmp_path / "short")  # 12 steps
+    train(tiny(execution="auto", k=1, steps=200), tmp_path / "single")
+    for run, reason in (("short", "steps to go"), ("single", "k=1")):
+        summary = json.loads((tmp_path / run / "run.json").read_text())
+        assert summary["execution"]["execution"] == "batched" and reason in summary["execution"]["reason"]
+        assert not any("ms/step" in e for e in summary["events"])
 
 
 @pytest.mark.parametrize("assignment", ["balanced", "none"])
