@@ -22,6 +22,7 @@ from api.migrate import alembic_config
 from api.routes import artifacts, datasets, gallery, health, jobs, models
 from api.settings import Settings, get_settings
 from api.storage import ArtifactStore
+from api.uploads import sweep_stale_parts
 from worker.celery_app import RUN_JOB, make_celery
 
 log = logging.getLogger("kgan.api")
@@ -32,10 +33,18 @@ Every request under `/v1` carries `Authorization: Bearer <API key>` (create one 
 Errors are `application/problem+json` documents (RFC 9457)."""
 
 
+def sweep_uploads(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    removed = sweep_stale_parts(app.state.store.root / "uploads", settings.stale_upload_s)
+    if removed:
+        log.info("removed %d stale upload part(s) left by a killed API process", removed)
+
+
 async def _reconciler(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     while True:
         try:
+            await asyncio.to_thread(sweep_uploads, app)
             counts = await asyncio.to_thread(reconcile_once, app.state.db, settings, app.state.send_job)
             if any(counts.values()):
                 log.info("reconciler: %s", counts)
@@ -78,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         task = None
+        sweep_uploads(app)
         if settings.reconcile_interval_s > 0:
             task = asyncio.create_task(_reconciler(app))
         try:

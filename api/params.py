@@ -9,6 +9,7 @@ becomes the id of one of the owner's models (never a server path), and ``data_ro
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -25,7 +26,27 @@ def _fields_of(config: type[BaseModel]) -> dict[str, Any]:
     return {name: (info.annotation, info) for name, info in config.model_fields.items() if name not in SERVER_CHOSEN}
 
 
-class DataSource(BaseModel):
+def _takes_numbers_only(annotation: Any) -> bool:
+    """A field for int or float values that takes no booleans (``int | None`` yes, ``bool`` no)."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    return bool(args & {int, float}) and bool not in args
+
+
+class NumbersAreNotBooleans(BaseModel):
+    """``true`` is no number: pydantic would take it as 1 (``"k": true`` trained one member)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bad = sorted(name for name, value in data.items() if isinstance(value, bool) and name in cls.model_fields
+                         and _takes_numbers_only(cls.model_fields[name].annotation))
+            if bad:
+                raise ValueError(f"{', '.join(bad)} must be a number, not true/false")
+        return data
+
+
+class DataSource(NumbersAreNotBooleans):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(None, description=f"a built-in dataset: {', '.join(BUILTIN_DATASETS)}")
@@ -82,7 +103,7 @@ OptionValue = int | _OptionNumber | _OptionText | bool | None | Annotated[
 SERVER_OPTIONS = frozenset({"prior", "vgg_weights"})
 
 
-class VisualiseParams(BaseModel):
+class VisualiseParams(NumbersAreNotBooleans):
     """One of kgan_core.visualise's visualisations of a model, rendered by a worker and kept
     as an artifact with its numbers (for the heavy ones: activation maximisation, principal
     directions, cross-member matrices)."""

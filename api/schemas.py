@@ -36,6 +36,9 @@ class JobProgress(BaseModel):
     tile_sizes: list[int] | None = Field(None, description="data items per member's tile")
     events: list[str] | None = Field(None, description="recent notes from the trainer (e.g. a re-seeded tile)")
     elapsed_s: float | None = None
+    attempt: int | None = Field(None, description="the attempt these numbers come from")
+    reported: bool | None = Field(None, description="false: the current attempt has not reported yet (the "
+                                  "numbers of earlier attempts are cleared when a new one starts)")
 
 
 class JobOut(BaseModel):

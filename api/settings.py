@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_uncompressed_bytes: int = Field(4 * GiB, ge=1024, le=4096 * GiB)
     max_image_pixels: int = Field(4096 * 4096, ge=64, le=2**31)
     max_path_depth: int = Field(16, ge=1, le=256)
+    stale_upload_s: float = Field(
+        3600.0, ge=1.0, le=30 * 86_400.0, description="an upload's .part file unwritten this long is from a killed "
+        "API process; removed at start and by the reconciler")
 
     # --- request bodies ----------------------------------------------------------------------
     max_request_body_bytes: int = Field(

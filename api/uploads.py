@@ -417,3 +417,20 @@ def preview_png(images: list, side: int = 64) -> bytes:
 
 def safe_remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def sweep_stale_parts(uploads: Path, older_than_s: float) -> int:
+    """Remove uploads' ``.part`` files not written to for ``older_than_s`` seconds: what an
+    upload leaves when its API process is killed mid-stream. An upload in progress writes its
+    part as bytes arrive, so it is never that old. Returns how many were removed."""
+    import time
+
+    removed, cutoff = 0, time.time() - older_than_s
+    for part in uploads.glob("*.part"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+        except FileNotFoundError:  # finished or swept by another API process meanwhile
+            continue
+    return removed

@@ -140,6 +140,10 @@ class JobRunner:
                 return None
             job.attempt += 1
             job.status, job.worker = "running", self.me
+            # What an earlier attempt reported describes a process that is gone: until this one
+            # reports, the progress says only which attempt runs and that it has not reported yet.
+            if job.attempt > 1:
+                job.progress, job.eta_s = {"attempt": job.attempt, "reported": False}, None
             job.heartbeat_at, job.lease_expires_at = now, now + timedelta(seconds=self.settings.lease_s)
             job.started_at = job.started_at or now
             return Claim(job.id, job.attempt, job.kind, dict(job.params), job.dataset_id, job.started_at)
@@ -298,7 +302,7 @@ class JobRunner:
         events: list[str] = []
         # Shown in the job's progress: which attempt reports, and where it took over (what a lost
         # worker cost). Written now, so a resumed job shows its checkpoint's step straight away.
-        extra = {"attempt": claim.attempt, "attempt_started_at_step": resumed_from or 0}
+        extra = {"attempt": claim.attempt, "attempt_started_at_step": resumed_from or 0, "reported": True}
         if resumed_from is not None:
             events.append(f"attempt {claim.attempt} resumed from the checkpoint at step {resumed_from}")
             self.fenced(claim, step=resumed_from, eta_s=None, progress={"events": events[-20:], **extra})

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep, StoreDep
@@ -110,4 +111,22 @@ def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, sto
             data = f.read(SMALL_FILE + 1)
         if len(data) == st.st_size:
             return Response(data, media_type=a.media_type, headers={**headers, **_disposition(a.filename)})
-    return FileResponse(path, media_type=a.media_type, filename=a.filename, headers=headers, stat_result=st)
+    response = FileResponse(path, media_type=a.media_type, filename=a.filename, headers=headers, stat_result=st)
+    check_range(request, response, st.st_size)
+    return response
+
+
+def check_range(request: Request, response: FileResponse, size: int) -> None:
+    """A Range header FileResponse would refuse, refused here as a problem document (it answers
+    text/plain): 400 when it cannot be parsed, 416 when no byte of it is in the file."""
+    http_range, if_range = request.headers.get("range"), request.headers.get("if-range")
+    if http_range is None or (if_range is not None and not response._should_use_range(if_range)):
+        return  # no range, or an If-Range that no longer matches: the whole file is sent
+    try:
+        FileResponse._parse_range_header(http_range, size)
+    except MalformedRangeHeader:
+        raise Problem(400, "Malformed Range header", "Ask for bytes as 'Range: bytes=START-END' (or "
+                      "'bytes=-N' for the last N bytes); the header sent cannot be parsed.", slug="bad-range") from None
+    except RangeNotSatisfiable:
+        raise Problem(416, "Range not satisfiable", f"The file is {size} bytes; ask for a range that starts "
+                      "inside it.", slug="bad-range", headers={"Content-Range": f"bytes */{size}"}) from None
