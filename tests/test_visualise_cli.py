@@ -65,9 +65,8 @@ def test_bad_requests_exit_2_with_a_message_and_write_nothing(tmp_path, capsys, 
 
 def test_train_prior_command(tmp_path, capsys):
     out = tmp_path / "prior.safetensors"
-    args = ["train-prior", "--data", TINY_PRIOR["dataset"], "--data-root", TINY_PRIOR["data_root"], "--image-size",
-            "16", "--limit", "120", "--steps", "4", "--code-dim", "8", "--width", "4", "--set", "holdout=20",
-            "--set", "log_every=2", "--out", str(out)]
+    args = ["train-prior", "--data", TINY_PRIOR["dataset"], "--image-size", "16", "--limit", "120", "--steps", "4",
+            "--code-dim", "8", "--width", "4", "--set", "holdout=20", "--set", "log_every=2", "--out", str(out)]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "step      2/4" in printed and "held-out SSIM" in printed
