@@ -38,6 +38,7 @@ from kgan_core.visualise import visualise
 from kgan_core.visualise.activation import CONTROLS
 from kgan_core.visualise.base import seeded
 from kgan_core.visualise.directions import (
+    equal_steps,
     layer_modules,
     principal_directions_of,
     random_directions_at,
@@ -73,6 +74,7 @@ def direction_percentiles(generator, latent_dim: int, space, layer: str | None, 
     spread = sample_spread(space, generator, latent_dim, seed)
     pcs, pc_spread, _ = principal_directions_of(generator, latent_dim, components, seed, layer)
     rand, rand_spread = random_directions_at(generator, latent_dim, random, seed, layer)
+    pc_spread, rand_spread = equal_steps(layer, pc_spread, rand_spread)
     base = torch.randn(n_base, latent_dim, generator=seeded(seed + 1))
     offsets = torch.linspace(-span, span, steps)
     images = traverse(generator, layer, base, torch.cat([pcs, rand]), torch.cat([pc_spread, rand_spread]), offsets)

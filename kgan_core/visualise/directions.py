@@ -7,13 +7,15 @@ component:
   its ReLU, and each component is carried back to a unit direction in z by linear regression
   of z on the PCA coordinates (as GANSpace does for z-input generators);
 - ``layer="<module name>"``: at that layer, as GANSpace edits StyleGAN and BigGAN — a forward
-  hook adds offset · σ_i · v_i to the layer's output, σ_i the component's spread.
+  hook adds offset · σ · v_i to the layer's output, σ the components' mean spread, the same
+  distance for every direction (``equal_steps``).
 
 The layer is reached through forward hooks on ``generator.named_modules()``, so any image
 generator works, whatever its attribute names. Each direction's effect is the judge-feature
 change per σ (``effects``), averaged over several base z; the principal directions are then
 ranked among ``random`` (≥ 50 by default) random directions of the same space, each moved by
-its own spread: a percentile, not a ratio to three draws.
+its own spread (at a layer: directions between random samples' activations, so that the
+control stays on the activations' manifold): a percentile, not a ratio to three draws.
 """
 
 from __future__ import annotations
@@ -135,15 +137,33 @@ def principal_directions_of(generator, latent_dim: int, count: int, seed: int, l
 
 def random_directions_at(generator, latent_dim: int, count: int, seed: int, layer: str | None,
                          n_samples: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(count, D) random unit directions in the same space, and each one's spread."""
+    """(count, D) random unit directions in the same space, and each one's spread.
+
+    In z: isotropic, as z is. At a layer: the direction between two random samples' activations.
+    An isotropic direction of a wide layer points off the activations' manifold and, moved by
+    its own tiny spread, changes nothing — every principal direction, even an untrained
+    generator's, beats such a control, which then says nothing."""
+    g = seeded(seed + 15485863)
     if layer is None:
-        d = torch.randn(count, latent_dim, generator=seeded(seed + 15485863))
+        d = torch.randn(count, latent_dim, generator=g)
         return d / d.norm(dim=1, keepdim=True), torch.ones(count)
     z = torch.randn(n_samples, latent_dim, generator=seeded(seed + 104729))
     h = capture(generator, layer, z)
-    d = torch.randn(count, h.shape[1], generator=seeded(seed + 15485863))
-    d = d / d.norm(dim=1, keepdim=True)
+    pairs = torch.randint(n_samples, (2, count), generator=g)
+    d = h[pairs[0]] - h[pairs[1]]
+    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return d, ((h - h.mean(0)) @ d.T).std(0)
+
+
+def equal_steps(layer: str | None, pc_spread: torch.Tensor, rand_spread: torch.Tensor):
+    """At a layer, every direction is moved by the same distance (the principal components' mean
+    spread): moved by its own spread, a principal component — the direction of largest spread by
+    definition — travels further than any other, and beats random directions even in an
+    untrained generator. In z every direction already has spread 1."""
+    if layer is None:
+        return pc_spread, rand_spread
+    step = pc_spread.mean()
+    return torch.full_like(pc_spread, float(step)), torch.full_like(rand_spread, float(step))
 
 
 def traverse(generator, layer: str | None, base: torch.Tensor, directions: torch.Tensor, spreads: torch.Tensor,
@@ -182,6 +202,7 @@ def principal_directions(run, member: int | None = None, *, seed: int = 0, compo
     spread = sample_spread(space, gen, d_latent, seed)
     pcs, pc_spread, explained = principal_directions_of(gen, d_latent, components, seed, layer)
     rand, rand_spread = random_directions_at(gen, d_latent, random, seed, layer)
+    pc_spread, rand_spread = equal_steps(layer, pc_spread, rand_spread)
     offsets = torch.linspace(-span, span, steps)
     base = torch.cat([run.latent(1, seed).cpu(), torch.randn(n_base - 1, d_latent, generator=seeded(seed + 1))])
     images = traverse(gen, layer, base, torch.cat([pcs, rand]), torch.cat([pc_spread, rand_spread]), offsets)
