@@ -17,7 +17,10 @@ const IMAGE_PICTURES = [
   ["traversal", "Latent traversal", {}],
 ];
 const POINT_PICTURES = [["samples", "Samples", { n: 500 }]];
-// What a member's column can start, with the options it suggests (editable before starting).
+// What a member's column can start, with the options it suggests (editable before starting):
+// each the visualisation's own default for one member, or {} where that default depends on
+// the model (samples: 16 of a member, of points or of images; the API refuses what is out of
+// the visualisation's bounds at submission).
 const MEMBER_VISUALISATIONS = {
   images: {
     "activation-max": { steps: 200 },
@@ -25,9 +28,9 @@ const MEMBER_VISUALISATIONS = {
     "cross-member": { n: 64 },
     "training-curves": {},
     medoid: { n: 256 },
-    "real-tile": { n: 32 },
+    "real-tile": { n: 8 },
   },
-  points: { "cross-member": { n: 64 }, "training-curves": {}, samples: { n: 500 } },
+  points: { "cross-member": { n: 64 }, "training-curves": {}, samples: {} },
 };
 const ENSEMBLE = [["cross-member", "Cross-member matrix", { n: 64 }], ["training-curves", "Training curves", {}]];
 const ENSEMBLE_VISUALISATIONS = Object.fromEntries(ENSEMBLE.map(([what, , options]) => [what, options]));

@@ -50,3 +50,25 @@ def test_options_within_the_bounds_are_accepted(client, trained):
     assert r.status_code == 202, r.text
     r = visualise(client, trained, {}, member=None)  # the visualisation's own defaults
     assert r.status_code == 202, r.text
+
+
+def gallery_suggestions(kind: str) -> dict[str, dict]:
+    """The options the gallery's visualise form pre-fills for a member of a model of this kind."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "api" / "gallery" / "model.js").read_text()
+    block = re.search(r"const MEMBER_VISUALISATIONS = (\{.*?\n\});", source, re.S).group(1)
+    block = re.sub(r"//[^\n]*", "", block)
+    block = re.sub(r'([{,]\s*)([A-Za-z_][\w]*)\s*:', r'\1"\2":', block)  # bare keys quoted
+    block = re.sub(r",(\s*[}\]])", r"\1", block)  # no trailing commas in JSON
+    return json.loads(block)[kind]
+
+
+def test_the_gallerys_suggested_options_are_accepted_for_a_points_model(client, trained):
+    suggestions = gallery_suggestions("points")
+    assert "samples" in suggestions
+    for what, options in suggestions.items():
+        member = None if what in ("cross-member", "training-curves") else 0
+        r = visualise(client, trained, options, member=member, what=what)
+        assert r.status_code == 202, (what, options, r.text)
