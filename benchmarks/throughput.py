@@ -5,7 +5,10 @@
 Member-images per second through a full k-GAN step (n_critic critic updates with gradient
 penalty + one generator update, for all k members), batched against sequential, measured
 in the same process and interleaved so machine noise hits both alike. Also the achieved
-FLOP/s of the batched step beside the machine's measured matmul FLOP/s.
+FLOP/s of the batched step beside the machine's measured matmul FLOP/s. The ``auto`` columns:
+the path ``execution="auto"`` picks from its short race (``kgan_core.train.race``, run here
+before the long measurement, as at the start of a run) and its img/s ÷ the faster path's
+(the target: within 5 %, i.e. ≥ 0.95).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from kgan_core.config import with_data_defaults
 from kgan_core.models import ModelSpec, build_critic, build_generator
 from kgan_core.runtime import keep_freed_memory
-from kgan_core.train import BatchedMembers, SequentialMembers, TrainConfig
+from kgan_core.train import BatchedMembers, SequentialMembers, TrainConfig, race
 
 NETS = {
     "mlp (points)": ModelSpec("mlp", (2,), 8, 128),
@@ -99,17 +103,18 @@ def table(device: torch.device, ks: list[int], nets: list[str], batch: int = 64,
     ``amp`` runs each step under bf16 autocast; ``channels_last`` stores the convolution
     weights channels-last (cuDNN then runs the convolutions in NHWC). Both are for CUDA.
     """
-    config = TrainConfig()
     peak = matmul_flops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     yield (f"device: {name}; torch {torch.__version__}; batch {batch}/member, n_critic {n_critic}; "
            f"bf16 autocast {'on' if amp else 'off'}; channels-last {'on' if channels_last else 'off'}")
     yield f"measured fp32 matmul: {peak / 1e9:.1f} GFLOP/s\n"
-    yield "| net | k | sequential img/s | batched img/s | batched ÷ sequential | batched ≈GFLOP/s | % of matmul |"
-    yield "|---|---|---|---|---|---|---|"
+    yield ("| net | k | sequential img/s | batched img/s | batched ÷ sequential | auto picks | auto ÷ faster "
+           "| batched ≈GFLOP/s | % of matmul |")
+    yield "|---|---|---|---|---|---|---|---|---|"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for net in nets:
         spec = NETS[net]
+        config = with_data_defaults(TrainConfig(), spec.item_shape)  # the optimiser a run of this data gets
         for k in ks:
             torch.manual_seed(0)
             generator = build_generator(spec, k).to(device, memory_format=memory_format)
@@ -124,6 +129,8 @@ def table(device: torch.device, ks: list[int], nets: list[str], batch: int = 64,
                      "sequential": make_step(sequential, spec, k, batch, n_critic, device)}
             if amp:
                 steps = {mode: autocast(step, device) for mode, step in steps.items()}
+            race_times = race(steps, device)
+            auto = min(race_times, key=race_times.get)
             per_step = {"batched": [], "sequential": []}
             for _ in range(3):  # interleave: noise on a shared machine hits both alike
                 for mode, step in steps.items():
@@ -131,8 +138,9 @@ def table(device: torch.device, ks: list[int], nets: list[str], batch: int = 64,
             b, s = statistics.median(per_step["batched"]), statistics.median(per_step["sequential"])
             images = k * batch * (n_critic + 1)  # member-images generated per step
             flops = step_flops_estimate(generator, critic, spec, k, batch, n_critic, device) / b
-            yield (f"| {net} | {k} | {images / s:,.0f} | {images / b:,.0f} | {s / b:.2f}× | "
-                   f"{flops / 1e9:.1f} | {100 * flops / peak:.0f}% |")
+            auto_vs_faster = min(b, s) / (b if auto == "batched" else s)
+            yield (f"| {net} | {k} | {images / s:,.0f} | {images / b:,.0f} | {s / b:.2f}× | {auto} | "
+                   f"{auto_vs_faster:.2f} | {flops / 1e9:.1f} | {100 * flops / peak:.0f}% |")
 
 
 # The compute kernels proper; everything else in a step (elementwise ops, batch norm, copies,
@@ -162,12 +170,13 @@ def breakdown(ks: list[int], nets: list[str], batch: int = 64, n_critic: int = 5
     kernel time; the timed sequential step ÷ that is the ceiling of batched ÷ sequential with
     these kernels — reaching more needs faster kernels, not better batching.
     """
-    device, config = torch.device("cpu"), TrainConfig()
+    device = torch.device("cpu")
     yield ("| net | k | sequential ms/step | batched ms/step | batched: kernels / other ms (profiled) "
            "| ceiling of batched ÷ sequential |")
     yield "|---|---|---|---|---|---|"
     for net in nets:
         spec = NETS[net]
+        config = with_data_defaults(TrainConfig(), spec.item_shape)  # the optimiser a run of this data gets
         for k in ks:
             torch.manual_seed(0)
             generator, critic = build_generator(spec, k), build_critic(spec, k)
