@@ -62,18 +62,26 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+MAX_LISTED_ERRORS = 20  # a body of many bad items gets the first ones and a count, not a list as long
+MAX_FIELD_CHARS = 120  # field paths hold the client's own keys (options, nested dicts): cut, never echoed whole
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def validation_problem(errors: list[dict[str, Any]], instance: str | None = None) -> JSONResponse:
     fields = []
-    for err in errors:
+    for err in errors[:MAX_LISTED_ERRORS]:
         loc, ctx = tuple(err.get("loc", ())), err.get("ctx") or {}
         if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and "discriminator" in ctx:
             loc = (*loc, str(ctx["discriminator"]).strip("'\""))  # name the field that picks the kind
-        item = {"field": _field(loc), "message": err.get("msg", "invalid")}
+        item = {"field": _cut(_field(loc), MAX_FIELD_CHARS), "message": _cut(str(err.get("msg", "invalid")), 300)}
         if "expected" in ctx:
             item["expected"] = str(ctx["expected"])
         fields.append(item)
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:10])
-    more = f" (and {len(fields) - 10} more)" if len(fields) > 10 else ""
+    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
     return problem_response(422, "Invalid request", f"Fix these fields and send the request again: {summary}{more}",
                             TYPE_BASE + "validation-error", instance=instance, errors=fields)
 
@@ -216,6 +224,7 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                     codes.add(404)
             if "requestBody" in op:
                 codes.add(400)  # a body that is not even JSON / multipart (bytes that are not UTF-8, ...)
+                codes.add(413)  # over KGAN_MAX_REQUEST_BODY_BYTES (api/body_limit.py), or an upload's limits
             if params or "requestBody" in op:
                 codes.add(422)
             else:

@@ -84,6 +84,8 @@ def artifact_meta(artifact_id: str, owner: CurrentOwner, session: SessionDep) ->
             responses={200: {"description": "the file, streamed from the artifact store"},
                        206: {"description": "the byte range asked for with Range: bytes=…"},
                        304: {"description": "not modified (If-None-Match matched the ETag)"},
+                       400: {"description": "a Range header that cannot be parsed"},
+                       416: {"description": "a Range with no byte inside the file"},
                        410: {"description": "the file is gone from the artifact store"}})
 def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep,
                  request: Request) -> Response:
