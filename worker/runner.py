@@ -141,9 +141,9 @@ class JobRunner:
             job.attempt += 1
             job.status, job.worker = "running", self.me
             # What an earlier attempt reported describes a process that is gone: until this one
-            # reports, the progress says only which attempt runs and that it has not reported yet.
+            # reports (progress.attempt then names it), the progress says only that it has not.
             if job.attempt > 1:
-                job.progress, job.eta_s = {"attempt": job.attempt, "reported": False}, None
+                job.progress, job.eta_s = {"reported": False}, None
             job.heartbeat_at, job.lease_expires_at = now, now + timedelta(seconds=self.settings.lease_s)
             job.started_at = job.started_at or now
             return Claim(job.id, job.attempt, job.kind, dict(job.params), job.dataset_id, job.started_at)
@@ -446,6 +446,11 @@ class JobRunner:
                 options["prior"] = str(self.store.path(s.get(Artifact, params.prior_id).path))
         if self.settings.vgg_weights and "vgg_weights" in options_of(params.what):
             options["vgg_weights"] = str(self.settings.vgg_weights)
+        if "judge" in options_of(params.what) and "judge" not in options:
+            # A job can afford to train the independent judge once per dataset (it is cached by the
+            # data's fingerprint), so its picture comes with realism and effect sizes; the API's
+            # on-request pictures stay cheap and use a cached judge only.
+            options["judge"] = True
         run = load_run(self.model_dir(params.model_id), device=_device(self.settings.worker_device))
         vis = visualise(run, params.what, params.member, seed=params.seed, **options)
         run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)

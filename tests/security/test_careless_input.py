@@ -62,7 +62,7 @@ def test_a_reclaimed_job_shows_no_progress_of_the_dead_attempt(client, alice, se
     assert second is not None and second.attempt == 2
     body = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
     assert body["attempt"] == 2
-    assert body["progress"]["attempt"] == 2 and body["progress"]["reported"] is False
+    assert body["progress"]["reported"] is False and body["progress"]["attempt"] is None
     assert body["progress"]["d_loss"] is None and body["progress"]["eta_s"] is None
     runner.fail(second, "Stopped by the test", "done")
 
