@@ -17,7 +17,7 @@ from api.body_limit import RequestBodyLimit
 from api.db import READ_ONLY, Database
 from api.deps import CurrentOwner
 from api.jobs import reconcile_once
-from api.metrics import JobCollector, RequestMetrics
+from api.metrics import GpuMetrics, JobCollector, RequestMetrics
 from api.migrate import alembic_config
 from api.routes import artifacts, datasets, gallery, health, jobs, models
 from api.settings import Settings, get_settings
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.schema_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     app.state.registry = registry = CollectorRegistry()
     registry.register(JobCollector(db))
+    registry.register(GpuMetrics())
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMetrics, registry=registry)  # outside the body limit: its 413s are counted
     app.add_middleware(ReadOnlyRequests)

@@ -60,6 +60,35 @@ class ProcessRestarts(Collector):
         yield family
 
 
+class GpuMetrics(Collector):
+    """Memory and utilisation of each GPU this process can see, read at scrape time where
+    torch.cuda can read them: used memory and utilisation come from NVML (the pynvml module),
+    which creates no CUDA context in the API. What cannot be read is left out, not reported as
+    0; on a machine without a GPU there are no GPU gauges at all."""
+
+    def collect(self) -> Iterator:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        used = GaugeMetricFamily("kgan_gpu_memory_used_bytes", "GPU memory in use (all processes)", labels=["gpu"])
+        total = GaugeMetricFamily("kgan_gpu_memory_total_bytes", "GPU memory in all", labels=["gpu"])
+        busy = GaugeMetricFamily("kgan_gpu_utilization_ratio",
+                                 "Share of the last sample period a kernel ran on the GPU", labels=["gpu"])
+        for index in range(torch.cuda.device_count()):
+            gpu = str(index)
+            for family, read in ((used, lambda i=index: torch.cuda.device_memory_used(i)),
+                                 (total, lambda i=index: torch.cuda.get_device_properties(i).total_memory),
+                                 (busy, lambda i=index: torch.cuda.utilization(i) / 100)):
+                try:
+                    family.add_metric([gpu], float(read()))
+                except (ImportError, RuntimeError, AssertionError, AttributeError):
+                    continue  # no NVML here, or this GPU does not answer: leave the gauge out
+        for family in (used, total, busy):
+            if family.samples:
+                yield family
+
+
 class RequestMetrics:
     """Pure ASGI middleware: latency per route template (not per URL, which would explode)."""
 

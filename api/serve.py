@@ -12,6 +12,12 @@ again with back-off (api/supervisor.py), and ``/metrics`` counts the restarts. A
 was killed outright leaves ``serve.pid`` in the data folder; the next one stops the children
 it names before starting its own.
 
+GPUs: ``--gpus all`` or ``--gpus 0,1`` starts one worker process per GPU instead of one worker,
+each seeing only its own GPU (``CUDA_VISIBLE_DEVICES``) and training on it, each with its own
+heartbeats and its own restarts. ``--workers-only`` starts just those workers (no broker, no
+API, no migrations) against the KGAN_BROKER_URL and KGAN_DATABASE_URL given: what a GPU host
+of the compose file runs.
+
 Any KGAN_* setting still applies: point KGAN_DATABASE_URL / KGAN_BROKER_URL at PostgreSQL /
 Redis and the same command runs against them instead (no embedded broker is started then).
 """
@@ -89,11 +95,55 @@ def broker_spec(data_dir: Path, port: int) -> ChildSpec:
     return ChildSpec("broker", argv, dict(os.environ), ready=answers_ping, log_path=folder / "valkey.log")
 
 
-def worker_command(settings: Settings, loglevel: str = "INFO") -> list[str]:
+def worker_command(settings: Settings, loglevel: str = "INFO", suffix: str = "") -> list[str]:
+    # Celery node names must differ between the workers of one host (one per GPU).
+    node = f"kgan-embedded-{os.getpid()}" + (f"-{suffix}" if suffix else "")
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
             "--concurrency", "1", "--queues", settings.queue, "--loglevel", loglevel,
-            "--hostname", f"kgan-embedded-{os.getpid()}@{socket.gethostname()}",
-            "--without-gossip", "--without-mingle"]
+            "--hostname", f"{node}@{socket.gethostname()}", "--without-gossip", "--without-mingle"]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand to workers, named as CUDA_VISIBLE_DEVICES names them
+    (an index or a UUID), else 0..n-1 as torch counts them."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [name.strip() for name in listed.split(",") if name.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+class GpuChoiceError(ValueError):
+    """--gpus names GPUs this machine does not show; the message says which are there."""
+
+
+def worker_gpus(requested: str | None, visible: list[str]) -> list[str] | None:
+    """The GPUs to start one worker each on (None: a single worker on the default device)."""
+    if requested is None:
+        return None
+    shown = ", ".join(visible) if visible else "none"
+    if requested.strip() == "all":
+        if not visible:
+            raise GpuChoiceError("--gpus all: no GPU is visible here (torch.cuda counts none and "
+                                 "CUDA_VISIBLE_DEVICES is unset or empty); leave out --gpus to run one CPU worker")
+        return list(visible)
+    names = [name.strip() for name in requested.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise GpuChoiceError(f"--gpus {requested!r}: give 'all' or distinct GPU ids separated by commas, e.g. 0,1")
+    missing = [name for name in names if name not in visible]
+    if missing:
+        raise GpuChoiceError(f"--gpus {requested}: GPU {', '.join(missing)} is not visible here (visible: {shown})")
+    return names
+
+
+def worker_specs(settings: Settings, gpus: list[str] | None, loglevel: str = "INFO") -> list[ChildSpec]:
+    """One worker on the default device, or one per GPU that sees only that GPU (as cuda:0)."""
+    if gpus is None:
+        return [ChildSpec("worker", worker_command(settings, loglevel), child_env(settings))]
+    return [ChildSpec(f"worker-gpu{gpu}", worker_command(settings, loglevel, f"gpu{gpu}"),
+                      child_env(settings) | {"CUDA_VISIBLE_DEVICES": gpu, "KGAN_WORKER_DEVICE": "cuda"})
+            for gpu in gpus]
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -164,14 +214,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     parser.add_argument("--data-dir", help="where the database, artifacts and broker live (default: ./var)")
     parser.add_argument("--no-worker", action="store_true", help="start no worker (e.g. workers run elsewhere)")
+    parser.add_argument("--gpus", metavar="all|ID,ID", help="one worker per GPU (all visible ones, or these ids), "
+                        "each seeing only its own; default: one worker on KGAN_WORKER_DEVICE")
+    parser.add_argument("--workers-only", action="store_true",
+                        help="start only the workers (no broker, API or migrations), against KGAN_BROKER_URL "
+                             "and KGAN_DATABASE_URL: a worker host")
     parser.add_argument("--stop-grace", type=float, default=10.0, metavar="SECONDS",
                         help="how long stopping may take in all (default: 10, as `docker stop` waits): the API, "
                              "then the worker (its job checkpoints), then the broker; what is left is killed")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def start_workers(specs: list[ChildSpec], supervisor: Supervisor, stop: StopRequest) -> None:
+    for spec in specs:
+        if stop.requested.is_set():
+            return
+        supervisor.start(spec)
+
+
 def start_service(args: argparse.Namespace, settings: Settings, supervisor: Supervisor,
-                  stop: StopRequest) -> ApiThread | None:
+                  stop: StopRequest, workers: list[str] | None = None) -> ApiThread | None:
     """The broker, the worker, then the API; returns the API's thread once it listens (None
     when a stop came first)."""
     from api.main import create_app
@@ -185,8 +247,8 @@ def start_service(args: argparse.Namespace, settings: Settings, supervisor: Supe
     if token:
         print(f"\nFirst start: an API key for owner 'local' (shown once; only its hash is stored):\n\n"
               f"  {token}\n\nMore keys: kgan create-key --owner NAME\n", flush=True)
-    if not args.no_worker and not stop.requested.is_set():
-        supervisor.start(ChildSpec("worker", worker_command(settings, args.log_level.upper()), child_env(settings)))
+    if not args.no_worker:
+        start_workers(worker_specs(settings, workers, args.log_level.upper()), supervisor, stop)
     if stop.requested.is_set():
         return None
     app = create_app(settings)
@@ -211,21 +273,44 @@ def supervise(api: ApiThread, supervisor: Supervisor, stop: StopRequest) -> int:
     return 0
 
 
+def supervise_workers(supervisor: Supervisor, stop: StopRequest) -> int:
+    """--workers-only: until a stop signal, restart workers that die."""
+    while not stop.requested.wait(0.5):
+        supervisor.check()
+    return 0
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[str | None, list[str] | None]:
+    """(an error message for the user, or None; the GPUs to start workers on)."""
+    if not 1 <= args.port <= 65535:
+        return f"--port must be 1..65535, got {args.port}", None
+    if not 1 <= args.stop_grace <= 3600:
+        return f"--stop-grace must be 1..3600 seconds, got {args.stop_grace}", None
+    if args.no_worker and (args.gpus or args.workers_only):
+        return "--no-worker starts no worker: leave out --gpus and --workers-only with it", None
+    try:
+        return None, worker_gpus(args.gpus, visible_gpus() if args.gpus else [])
+    except GpuChoiceError as exc:
+        return str(exc), None
+
+
 def run(args: argparse.Namespace) -> int:
     from api.migrate import upgrade
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not 1 <= args.port <= 65535:
-        print(f"kgan serve: error: --port must be 1..65535, got {args.port}", file=sys.stderr)
-        return 2
-    if not 1 <= args.stop_grace <= 3600:
-        print(f"kgan serve: error: --stop-grace must be 1..3600 seconds, got {args.stop_grace}", file=sys.stderr)
+    error, workers = check_arguments(args)
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    if error is None and args.workers_only and not settings.broker_url:
+        error = "--workers-only needs the broker of the service: set KGAN_BROKER_URL (and KGAN_DATABASE_URL)"
+    if error is not None:
+        print(f"kgan serve: error: {error}", file=sys.stderr)
         return 2
     stop = StopRequest()
     stop.install()
-    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = PidFile(settings.data_dir / "serve.pid")
+    # Worker hosts may share a data volume: each keeps its own pid file.
+    pid_name = f"workers-{socket.gethostname()}.pid" if args.workers_only else "serve.pid"
+    pid_file = PidFile(settings.data_dir / pid_name)
     try:
         previous = pid_file.acquire()
     except AlreadyServing as exc:
@@ -237,13 +322,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Before anything of ours starts: never two brokers (or workers) on one data folder.
         stop_leftovers(previous, time.monotonic() + args.stop_grace, stop.hurry)
-        upgrade(settings.db_url)
-        if stop.requested.is_set():
-            return 0
-        supervisor = Supervisor(pid_file, args.stop_grace, stop.hurry)
-        api = start_service(args, settings, supervisor, stop)
-        if api is not None:
-            code = supervise(api, supervisor, stop)
+        if args.workers_only:
+            supervisor = Supervisor(pid_file, args.stop_grace, stop.hurry)
+            start_workers(worker_specs(settings, workers, args.log_level.upper()), supervisor, stop)
+            code = supervise_workers(supervisor, stop)
+        else:
+            upgrade(settings.db_url)
+            if stop.requested.is_set():
+                return 0
+            supervisor = Supervisor(pid_file, args.stop_grace, stop.hurry)
+            api = start_service(args, settings, supervisor, stop, workers)
+            if api is not None:
+                code = supervise(api, supervisor, stop)
         if stop.signal_name:
             log.warning("%s: stopping the API, then the worker, then the broker (within %.0f s)",
                         stop.signal_name, args.stop_grace)

@@ -38,7 +38,9 @@ def test_services_start_in_order_and_share_the_artifact_volume():
         assert deps["postgres"]["condition"] == deps["redis"]["condition"] == "service_healthy"
         assert "artifacts:/data" in services[name]["volumes"]
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["capabilities"] == ["gpu"] and gpu["count"] == 1
+    assert gpu["capabilities"] == ["gpu"] and gpu["count"] == "all"
+    # Every GPU the container gets has a worker of its own (api/serve.py --gpus all).
+    assert services["worker"]["command"][:5] == ["python", "-m", "api.serve", "--workers-only", "--gpus"]
 
 
 def test_every_kgan_variable_in_compose_is_a_real_setting():
@@ -58,8 +60,10 @@ def test_dockerfile_copies_what_exists_and_runs_the_real_entry_points():
         for path in source.split():
             assert (ROOT / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
     assert "api.main:create_app" in text and (ROOT / "api" / "main.py").is_file()
-    commands = {s.get("command", [""])[2] if s.get("command", [""])[0] == "celery" else None
-                for s in compose()["services"].values() if isinstance(s.get("command"), list)}
-    assert "worker.celery_app" in commands
+    # The worker service runs `kgan serve --workers-only`, which starts the Celery app's workers.
+    from api.serve import worker_command
+
+    assert compose()["services"]["worker"]["command"][:3] == ["python", "-m", "api.serve"]
+    assert "worker.celery_app" in worker_command(Settings()) and (ROOT / "worker" / "celery_app.py").is_file()
     pins = dict(re.findall(r'"(torch|torchvision)==([\d.]+)"', (ROOT / "pyproject.toml").read_text()))
     assert f"torch=={pins['torch']}" in text and f"torchvision=={pins['torchvision']}" in text
