@@ -91,11 +91,14 @@ async function route() {
     view.replaceChildren(errorBox({ title: "No such page", detail: `${hash} is not a page of the gallery.` }));
     return;
   }
-  view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  // Each page draws into an element of its own: one still waiting for the API when the person
+  // moves on then finishes into a detached element, not over the page now shown.
+  const page = h("div", { class: "page" }, h("p", { class: "muted" }, "Loading…"));
+  view.replaceChildren(page);
   try {
-    await match[1](view, ctx, ...match[0].slice(1));
+    await match[1](page, ctx, ...match[0].slice(1));
   } catch (error) {
-    if (ctx.alive()) view.replaceChildren(errorBox(error));
+    if (ctx.alive()) page.replaceChildren(errorBox(error));
   }
 }
 

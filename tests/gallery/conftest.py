@@ -53,7 +53,7 @@ def page(browser):
     """A fresh browser context (its own sessionStorage) whose page records script errors."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(120_000)  # a bound for a busy machine; each wait ends on its event
     page.script_errors = []
     page.on("pageerror", lambda error: page.script_errors.append(str(error)))
     # A refused request (the wrong-key test's 401) is logged by the browser, not by our code.
