@@ -137,16 +137,19 @@ def test_norms_keep_members_apart():
         assert torch.allclose(single(x[:, 4:8]), y[:, 4:8], atol=1e-5)
 
 
-def test_gpu_benchmark_runs_on_cpu_with_a_tiny_setting(capsys):
+@pytest.mark.slow
+def test_gpu_script_runs_every_section_on_cpu_with_tiny_sizes(capsys, tmp_path):
+    # The script a GPU machine runs (BENCHMARKS.md §GPU), so that it cannot rot between the
+    # occasions a GPU is lent: every check must pass on CPU too, every section must print.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import gpu
 
-    # The MLP pair only: the conv nets' steps are covered above and in test_train, and this test
-    # must stay quick on a loaded 2-core machine.
-    assert gpu.main(["--device", "cpu", "--ks", "2", "--nets", "mlp (points)",
-                     "--batch", "2", "--n-critic", "1", "--seconds", "0"]) == 0
+    assert gpu.main(["--device", "cpu", "--tiny", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "bf16 autocast off" in out and "| mlp (points) | 2 |" in out
+    assert "| thesis: batched step = sequential | ok |" in out and "| checkpoint round trip | ok |" in out
+    assert all(f"| visualise {what} | ok |" in out for what in gpu.VISUALISATIONS)
+    assert "| mlp (points) | bf16 | 2 |" in out and "not measured: peak memory counters exist only on CUDA" in out
+    assert "| README: kgan train --data mnist --k 10 |" in out and "every check passed" in out
 
 
 def test_throughput_breakdown_splits_the_batched_step_into_kernels_and_the_rest(capsys):
