@@ -446,11 +446,6 @@ class JobRunner:
                 options["prior"] = str(self.store.path(s.get(Artifact, params.prior_id).path))
         if self.settings.vgg_weights and "vgg_weights" in options_of(params.what):
             options["vgg_weights"] = str(self.settings.vgg_weights)
-        if "judge" in options_of(params.what) and "judge" not in options:
-            # A job can afford to train the independent judge once per dataset (it is cached by the
-            # data's fingerprint), so its picture comes with realism and effect sizes; the API's
-            # on-request pictures stay cheap and use a cached judge only.
-            options["judge"] = True
         run = load_run(self.model_dir(params.model_id), device=_device(self.settings.worker_device))
         vis = visualise(run, params.what, params.member, seed=params.seed, **options)
         run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
