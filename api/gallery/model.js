@@ -111,7 +111,8 @@ function activationNumbers(numbers, member) {
       + "control: z above the best of the controls (best real image, tile mean, blanks, noise); ✓ where it beats "
       + "them, otherwise the picture shows nothing the critic specifically learnt. re-init critic: the same search "
       + "on a re-initialised critic. realism: distance to the nearest real image in an independent judge's "
-      + "features over the real-to-real distance (1 is as close as real images are; lower is more realistic)."));
+      + "features over the real-to-real distance (1 is as close as real images are; lower is more realistic); "
+      + "– where no judge has been trained for this data yet."));
 }
 
 function directionsNumbers(numbers) {

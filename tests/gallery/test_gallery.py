@@ -134,8 +134,9 @@ def test_activation_max_with_and_without_a_prior_trained_from_the_page(page, ser
     numbers.wait_for()
     rows = {row.split("\t")[0]: row.split("\t")[1:] for row in numbers.inner_text().splitlines()[1:]}
     assert set(rows) == {"pixels (no prior)", "learned prior"}
-    # Every method's image gets its realism, judged by a network trained on the data alone.
-    assert all(re.fullmatch(r"\d+\.\d+", cells[-1]) for cells in rows.values()), rows
+    # Realism comes only from an independent judge trained on the data; none is cached for these
+    # uploaded digits, so the page shows no number rather than one from the prior's own encoder.
+    assert all(cells[-1] == "–" for cells in rows.values()), rows
     all_images_loaded(page, "section.member[data-member='0'] figure.artifact img")
     with Client(service.url, service.key) as kgan:
         [artifact] = kgan.model(image_model).member(0).artifacts("activation-max")
