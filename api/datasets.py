@@ -34,6 +34,10 @@ def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
     from kgan_core.data.builtin import BUNDLED_MNIST, available_offline, mnist_folder
 
     root = builtin_root(settings)
+    if name == "stacked-mnist":
+        digits = "the 10,000 MNIST test digits shipped with the software" if mnist_folder(root) == BUNDLED_MNIST \
+            else f"the MNIST digits under {root}"
+        return True, f"10,000 images generated from {digits}"
     if name not in _WHERE:
         return (True, "generated or shipped with the software") if available_offline(name, root) else (False, "unknown")
     if name == "mnist" and mnist_folder(root) == BUNDLED_MNIST:

@@ -38,7 +38,7 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 # Item shapes of the built-ins before image_size/channels: enough to check an architecture
 # against the data at POST time instead of failing later in a worker.
 BUILTIN_SHAPES: dict[str, tuple[int, ...]] = {
-    "ring8": (2,), "grid25": (2,), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+    "ring8": (2,), "grid25": (2,), "mnist": (1, 28, 28), "stacked-mnist": (3, 28, 28), "fashion-mnist": (1, 28, 28),
     "lfw": (3, 250, 250), "lfw-subset": (1, 25, 25),
 }
 

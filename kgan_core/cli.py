@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from kgan_core.checkpoint import CheckpointError
-from kgan_core.data import DatasetError
+from kgan_core.data import BUILTIN_DATASETS, DatasetError
 from kgan_core.models import ArchitectureError
 from kgan_core.render import image_grid, png_bytes, save_bytes
 from kgan_core.runtime import keep_freed_memory
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or resume) a k-GAN run")
     p.add_argument("--config", help="JSON or TOML file of TrainConfig fields; flags override it")
-    p.add_argument("--data", help="built-in dataset (ring8, grid25, mnist, ...) or a path")
+    p.add_argument("--data", help=f"built-in dataset ({', '.join(BUILTIN_DATASETS)}) or a path")
     p.add_argument("--data-root", help="folder holding built-in datasets' files")
     p.add_argument("--k", type=int)
     p.add_argument("--arch", choices=["auto", "mlp", "thesis", "resize", "dcgan64", "dcgan128"])

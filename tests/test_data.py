@@ -533,7 +533,7 @@ def test_bad_npz_files_are_named(tmp_path):
 
 
 def test_builtin_names_are_listed():
-    assert BUILTIN_DATASETS == ("ring8", "grid25", "mnist", "fashion-mnist", "lfw", "lfw-subset")
+    assert BUILTIN_DATASETS == ("ring8", "grid25", "mnist", "stacked-mnist", "fashion-mnist", "lfw", "lfw-subset")
     assert os.fspath(load_dataset("lfw-subset").name) == "lfw-subset"
 
 

@@ -22,7 +22,7 @@ from kgan_core.data.preprocess import resize, set_channels
 __all__ = ["BUILTIN_DATASETS", "DEFAULT_ROOT", "Dataset", "DatasetError", "images_from_model", "images_to_model",
            "load_dataset"]
 
-BUILTIN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "mnist", "fashion-mnist", "lfw", "lfw-subset")
+BUILTIN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "mnist", "stacked-mnist", "fashion-mnist", "lfw", "lfw-subset")
 DEFAULT_ROOT = Path.home() / ".cache" / "kgan" / "datasets"
 
 
@@ -39,7 +39,7 @@ def load_dataset(spec: str | os.PathLike, *, root: str | os.PathLike | None = No
     image_size: centre-crop non-square images to a square and resize to image_size x image_size
         (antialiased). channels: 1 (grey) or 3 (RGB); None keeps the data's own (a collection
         with any colour image becomes RGB). Both are ignored for point data.
-    n_points, seed: size and seed of ring8 / grid25 (the same seed gives the same points).
+    n_points, seed: size and seed of ring8 / grid25 / stacked-mnist (the same seed gives the same items).
     limit: keep the first ``limit`` items (sorted path order for image files).
     max_pixels: refuse any image with more pixels (decompression-bomb guard).
     """
@@ -53,6 +53,8 @@ def load_dataset(spec: str | os.PathLike, *, root: str | os.PathLike | None = No
         data = builtin.mixture(name, n_points, seed)
     elif name == "mnist":
         data = builtin.mnist(root_dir)
+    elif name == "stacked-mnist":
+        data = builtin.stacked_mnist(root_dir, n_points, seed)
     elif name == "fashion-mnist":
         data = builtin.fashion_mnist(root_dir)
     elif name == "lfw":

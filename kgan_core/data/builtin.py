@@ -1,4 +1,4 @@
-"""The built-in datasets: the 2-D mixtures (ring8, grid25), MNIST, Fashion-MNIST and LFW.
+"""The built-in datasets: the 2-D mixtures (ring8, grid25), MNIST, Stacked MNIST, Fashion-MNIST and LFW.
 
 Built-ins that need files look for them under ``root`` (see each function for the
 folders tried) and say exactly which files to put where when they are missing. MNIST's
@@ -24,6 +24,8 @@ MIXTURES = ("ring8", "grid25")
 # The t10k IDX pair, shipped with the package: a fresh clone (or the Docker image) has MNIST.
 BUNDLED_MNIST = Path(__file__).resolve().parent / "bundled" / "mnist"
 DIGITS = tuple(str(d) for d in range(10))
+# Stacked MNIST's modes: one per (red, green, blue) digit triple, named by the three digits.
+STACKED_MNIST_MODES = tuple(f"{m:03d}" for m in range(1000))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
 # torchvision's (pinned) download mirror, probed before the slow torchvision import.
@@ -53,7 +55,8 @@ def available_offline(name: str, root: Path) -> bool:
     """Whether built-in ``name`` loads from ``root`` (or needs no files) without any download."""
     if name in (*MIXTURES, "lfw-subset"):
         return True
-    finders = {"mnist": mnist_folder, "fashion-mnist": _fashion_folder, "lfw": _lfw_source}
+    finders = {"mnist": mnist_folder, "stacked-mnist": mnist_folder, "fashion-mnist": _fashion_folder,
+               "lfw": _lfw_source}
     return name in finders and finders[name](root) is not None
 
 
@@ -80,6 +83,25 @@ def mnist(root: Path) -> Dataset:
         return idx_folder(folder, "mnist", DIGITS)
     raise DatasetError(f"mnist needs its IDX files in {root / 'mnist'} or {root}: {IDX_FILES}, from "
                        "http://yann.lecun.com/exdb/mnist/ or a mirror; or pass the folder holding them as root")
+
+
+def stacked_mnist(root: Path, n: int, seed: int) -> Dataset:
+    """Stacked MNIST (Metz et al. 2017, "Unrolled GANs"): n RGB 28×28 images whose red, green and
+    blue channels are three MNIST digits drawn independently and uniformly (with replacement).
+
+    The digits are ``mnist(root)``'s (the bundled 10,000 test digits when root has no MNIST).
+    Label = 100·d_R + 10·d_G + d_B, one of 1,000 equally likely modes (class names "000".."999").
+    The same digits, n and seed give the same images.
+    """
+    return stack_digits(mnist(root), n, seed)
+
+
+def stack_digits(digits: Dataset, n: int, seed: int) -> Dataset:
+    """n Stacked MNIST images from these single-channel labelled digits (see stacked_mnist)."""
+    rows = torch.randint(digits.n, (n, 3), generator=torch.Generator().manual_seed(seed))
+    triples = digits.labels[rows]
+    labels = 100 * triples[:, 0] + 10 * triples[:, 1] + triples[:, 2]
+    return Dataset("stacked-mnist", digits.x[rows, 0].contiguous(), labels, "images", classes=STACKED_MNIST_MODES)
 
 
 def fashion_mnist(root: Path) -> Dataset:

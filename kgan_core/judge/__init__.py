@@ -23,6 +23,7 @@ from kgan_core.judge.judge import (
     JudgeError,
     dataset_fingerprint,
     default_cache_dir,
+    held_out_rows,
     judge_for,
     train_judge,
 )
@@ -33,11 +34,13 @@ from kgan_core.judge.metrics import (
     mean_pairwise_distance,
     precision_recall,
 )
+from kgan_core.judge.modes import PROTOCOL_SAMPLES, mode_controls, mode_scores, sampled_mode_scores, stacked_modes
 from kgan_core.judge.networks import FEATURE_DIM, JUDGE_SIZE
 
 __all__ = [
     "BAD_CONTROLS", "CONTROLS", "FEATURE_DIM", "JUDGE_SIZE", "METRICS", "Judge", "JudgeError", "Scores",
     "class_histogram", "control_images", "dataset_fingerprint", "default_cache_dir", "frechet_distance",
-    "histogram_kl", "is_informative", "judge_for", "mean_pairwise_distance", "precision_recall",
-    "scores_with_controls", "train_judge",
+    "held_out_rows", "histogram_kl", "is_informative", "judge_for", "mean_pairwise_distance", "mode_controls",
+    "mode_scores", "PROTOCOL_SAMPLES", "precision_recall", "sampled_mode_scores", "scores_with_controls",
+    "stacked_modes", "train_judge",
 ]

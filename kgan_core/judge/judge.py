@@ -196,6 +196,12 @@ def _split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[n_held:][:MAX_TRAIN_ITEMS], order[:n_held][:MAX_TRAIN_ITEMS // 4]
 
 
+def held_out_rows(n: int, seed: int = 0) -> torch.Tensor:
+    """The rows of an n-item dataset that train_judge (with this seed) holds out: judging them
+    measures the judge on images it never saw."""
+    return _split(n, seed)[1]
+
+
 def _jitter(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Shift each image by up to 2 px and scale by ±8 %: the classifier must not hinge on exact
     placement, which generated digits never match."""

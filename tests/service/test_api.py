@@ -176,6 +176,7 @@ def test_builtin_dataset_listing(client, alice):
     listed = {d["name"]: d for d in client.get("/v1/datasets/builtin", headers=alice.headers).json()}
     assert listed["ring8"]["available"] and listed["ring8"]["kind"] == "points"
     assert listed["mnist"]["available"]  # the MNIST test digits the package ships
+    assert listed["stacked-mnist"]["available"] and listed["stacked-mnist"]["kind"] == "images"
 
 
 def test_unknown_query_parameters_are_refused(client, alice):
