@@ -1,4 +1,4 @@
-"""k-GAN training (DESIGN §3).
+"""k-GAN training (docs/architecture.md §3).
 
 k WGAN members, each with a point mass m_j in data space. The data is cut into the tiles
 of the point masses (Voronoi, balanced Laguerre cells, or none), every member trains on its
