@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -87,12 +88,21 @@ def test_upload_train_on_images_and_visualise_a_member(service, tmp_path):
                         member.frozen_latent(dims=[0, 1], values=[-1.0, 1.0], n=2)):
             assert picture.width > 0 and picture.height > 0
         job = member.visualise("activation-max", seed=3, steps=2, methods=["pixel"]).wait(poll_s=0.5)
-        [artifact] = job.artifacts()
+        by_kind = {a.kind: a for a in job.artifacts()}
+        assert set(by_kind) == {"activation-max", "activation-max-images"}  # the picture and its raw images
+        artifact = by_kind["activation-max"]
         assert (artifact.kind, artifact.member, artifact.model_id) == ("activation-max", 1, model.id)
         assert artifact.meta["numbers"]["methods"] == ["pixel"] and artifact.meta["seed"] == 3
-        [path] = job.download_artifacts(tmp_path)
-        assert Image.open(path).format == "PNG"
+        paths = {p.suffix: p for p in job.download_artifacts(tmp_path)}
+        assert Image.open(paths[".png"]).format == "PNG"
+        raw = np.load(paths[".npy"])  # rows, columns, channels, height, width, in model range
+        assert raw.ndim == 5 and raw.shape[-1] == 8 and raw.min() >= -1 and raw.max() <= 1
         assert [a.id for a in member.artifacts("activation-max")] == [artifact.id]
+        # Only the loaded model knows its critic's layers: that job fails, and wait() says why.
+        with pytest.raises(JobFailed) as failed:
+            member.visualise("activation-max", layer="no-such-layer", steps=2).wait(poll_s=0.5)
+        assert failed.value.job.status == "failed" and "no-such-layer" in failed.value.job.error.detail
+        assert str(failed.value).startswith(f"visualise job {failed.value.job.id} failed: ")
         # Freeing the storage: the upload stays while the model trained on it needs it.
         with pytest.raises(ApiError) as in_use:
             kgan.delete_dataset(dataset)
@@ -117,11 +127,11 @@ def test_refusals_raise_errors_that_say_what_to_do(service, ring8_job):
         with pytest.raises(KganError, match="exactly one"):
             kgan.train()
         model = kgan.job(ring8_job[0]).model()
-        # kgan_core refuses traversal on 2-D points: the job fails, and wait() says why.
-        with pytest.raises(JobFailed) as failed:
-            model.visualise("traversal", 0).wait(poll_s=0.5)
-        assert failed.value.job.status == "failed" and failed.value.job.error is not None
-        assert str(failed.value).startswith(f"visualise job {failed.value.job.id} failed: ")
+        # Traversal of 2-D points is refused at submission, with the visualisation's own reason.
+        with pytest.raises(ApiError) as refused_kind:
+            model.visualise("traversal", 0)
+        assert refused_kind.value.status == 422 and refused_kind.value.detail
+        assert "2-D points" in refused_kind.value.detail
 
 
 def test_async_client_does_the_same(service, ring8_job):
