@@ -1,7 +1,7 @@
 """Is the learned prior a prior? Random codes, activation maximisation through it, and realism,
 all judged by the independent judge (``kgan_core.judge``), every number beside its controls.
 
-    .venv/bin/python benchmarks/prior.py [--run /tmp/kgan-runs/mnist-k10] [--cache /tmp/kgan-bench-prior]
+    .venv/bin/python benchmarks/prior.py [--run RUN_DIR] [--cache /tmp/kgan-bench-prior]
                                          [--prior-steps 600] [--am-steps 100] [--encoder small|critic] [--prior FILE]
 
 1. Random codes. 500 codes drawn in the prior's code region (each dimension normal with the
@@ -20,7 +20,7 @@ all judged by the independent judge (``kgan_core.judge``), every number beside i
    are blank-like (nearer a blank image than any real digit in judge features), median NN ratio.
 
 Runs on one CPU thread; CPU seconds are reported. Writes results.json and PNGs into --cache.
-Without --run (and without /tmp/kgan-runs/mnist-k10) it trains a short k=10 run first.
+Without --run it trains a short k=10 run first.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from kgan_core.run import load_run
 from kgan_core.visualise import objectives, param
 from kgan_core.visualise.optimise import maximise
 
-PUBLISHED_RUN = Path("/tmp/kgan-runs/mnist-k10")
 SAMPLES = 500
 REFERENCE = 2000  # real training digits the realism of everything is measured against
 COLUMNS = ("real held-out", "blank", "noise", "data mean", "decoded mean code", "PCA-128 random", "prior random")
@@ -82,7 +81,7 @@ def am_through(run, critic, layer: str, method: str, prior, steps: int, seed: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default=None, help=f"a k-GAN run folder (default {PUBLISHED_RUN} if it exists)")
+    parser.add_argument("--run", default=None, help="a k-GAN run folder (default: train a short one)")
     parser.add_argument("--cache", default="/tmp/kgan-bench-prior")
     parser.add_argument("--prior-steps", type=int, default=600)
     parser.add_argument("--am-steps", type=int, default=100)
@@ -92,8 +91,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(args.run) if args.run else (PUBLISHED_RUN if (PUBLISHED_RUN / "run.json").exists()
-                                               else short_run(cache))
+    run_dir = Path(args.run) if args.run else short_run(cache)
     run = load_run(run_dir)
     data = load_dataset("mnist", image_size=32)
     cpu = time.process_time()
