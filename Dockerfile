@@ -19,6 +19,7 @@ RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.14.1
 WORKDIR /app
 COPY pyproject.toml README.md NOTICE alembic.ini ./
 COPY kgan_core ./kgan_core
+COPY kgan_service ./kgan_service
 COPY api ./api
 COPY worker ./worker
 COPY migrations ./migrations

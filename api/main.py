@@ -23,6 +23,7 @@ from api.routes import artifacts, datasets, gallery, health, jobs, models
 from api.settings import Settings, get_settings
 from api.storage import ArtifactStore
 from api.uploads import sweep_stale_parts
+from kgan_service.store import open_store
 from worker.celery_app import RUN_JOB, make_celery
 
 log = logging.getLogger("kgan.api")
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = Database(settings)
     store = ArtifactStore(settings.artifacts)
     store.ensure()
+    objects = open_store(settings.artifact_store_url)
     celery = make_celery(settings)
 
     def send_job(job_id: str) -> None:
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.render import Renderer
 
     app.state.settings, app.state.db, app.state.store, app.state.celery = settings, db, store, celery
+    app.state.objects = objects
     app.state.send_job = send_job
     app.state.renderer = Renderer(store, settings)
     app.state.schema_head = ScriptDirectory.from_config(alembic_config()).get_current_head()

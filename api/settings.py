@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir")
     broker_url: str | None = Field(None, description="Redis URL of the Celery broker (kgan serve sets it)")
     artifact_dir: Path | None = Field(None, description="checkpoints, uploads, artifacts; default data_dir/artifacts")
+    artifact_url: str | None = Field(
+        None, description="the artifact store: file:///folder or s3://bucket/prefix "
+        "(endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); "
+        "default: the artifact_dir folder")
     builtin_data_root: Path | None = Field(
         None, description="folder holding built-in datasets' files (mnist/, fashion-mnist/, ...)")
     vgg_weights: Path | None = Field(
@@ -103,6 +107,10 @@ class Settings(BaseSettings):
     @property
     def artifacts(self) -> Path:
         return self.artifact_dir or self.data_dir / "artifacts"
+
+    @property
+    def artifact_store_url(self) -> str:
+        return self.artifact_url or self.artifacts.as_uri()
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -35,7 +35,10 @@ def _check_broker(request: Request) -> None:
 
 
 def _check_store(request: Request) -> None:
+    # The artifact folder holds the files the routes and the reconciler still read directly, and
+    # the configured store (the same folder by default, else a bucket) must take objects too.
     request.app.state.store.check_writable()
+    request.app.state.objects.check()
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency is down", "content": {PROBLEM_JSON: {}}}})

@@ -1,0 +1,5 @@
+"""The service core that both the HTTP API (``api/``) and the workers (``worker/``) stand on:
+the artifact store and, as they move here, settings, the database, quotas and the job lifecycle.
+
+Nothing in this package imports FastAPI, Celery or torch, so either side can load it alone.
+"""
