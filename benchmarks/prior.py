@@ -20,7 +20,7 @@ all judged by the independent judge (``kgan_core.judge``), every number beside i
    are blank-like (nearer a blank image than any real digit in judge features), median NN ratio.
 
 Runs on one CPU thread; CPU seconds are reported. Writes results.json and PNGs into --cache.
-Without --run it trains a short k=10 run first.
+Without --run it trains the README's MNIST k=10 run first.
 """
 
 from __future__ import annotations
@@ -47,19 +47,19 @@ REFERENCE = 2000  # real training digits the realism of everything is measured a
 COLUMNS = ("real held-out", "blank", "noise", "data mean", "decoded mean code", "PCA-128 random", "prior random")
 
 
-def short_run(cache: Path) -> Path:
+def readme_run(cache: Path) -> Path:
+    """The README's `kgan train --data mnist --k 10` (image defaults, 2,000 steps, seed 0)."""
     from kgan_core.train import train
 
-    run_dir = cache / "mnist-k10-short"
-    train(TrainConfig(dataset="mnist", image_size=32, k=10, width=8, batch_size=32, n_critic=2, steps=300,
-                      rounds=3, lr_g=3e-4, lr_d=3e-4, seed=0, device="cpu", log_every=50, checkpoint_every=100),
-          run_dir)
+    run_dir = cache / "mnist-k10"
+    train(TrainConfig(dataset="mnist", k=10, seed=0, device="cpu"), run_dir)
     return run_dir
 
 
-def prior_config(args, run_dir: Path) -> PriorConfig:
+def prior_config(args, run_dir: Path, side: int) -> PriorConfig:
+    """The prior works at the run's image side, so its decodes are what the run's critics read."""
     extra = {"run": str(run_dir), "member": 0} if args.encoder == "critic" else {}
-    return PriorConfig(dataset="mnist", image_size=32, encoder=args.encoder, code_dim=128, width=16,
+    return PriorConfig(dataset="mnist", image_size=side, encoder=args.encoder, code_dim=128, width=16,
                        steps=args.prior_steps, batch_size=64, holdout=500, log_every=250, seed=0, device="cpu",
                        **extra)
 
@@ -81,7 +81,7 @@ def am_through(run, critic, layer: str, method: str, prior, steps: int, seed: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default=None, help="a k-GAN run folder (default: train a short one)")
+    parser.add_argument("--run", default=None, help="an MNIST k-GAN run folder (default: train the README's run)")
     parser.add_argument("--cache", default="/tmp/kgan-bench-prior")
     parser.add_argument("--prior-steps", type=int, default=600)
     parser.add_argument("--am-steps", type=int, default=100)
@@ -91,15 +91,17 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(args.run) if args.run else short_run(cache)
+    run_dir = Path(args.run) if args.run else readme_run(cache)
     run = load_run(run_dir)
-    data = load_dataset("mnist", image_size=32)
+    side = run.item_shape[-1]
+    data = load_dataset("mnist", image_size=side)
     cpu = time.process_time()
     judge = judge_for(data)
     results: dict = {"run": str(run_dir), "judge": judge.describe(), "judge_cpu_seconds": time.process_time() - cpu}
 
-    config = prior_config(args, run_dir)
-    prior_path = Path(args.prior) if args.prior else cache / f"prior-{args.encoder}-s{args.prior_steps}.safetensors"
+    config = prior_config(args, run_dir, side)
+    prior_path = (Path(args.prior) if args.prior
+                  else cache / f"prior-{args.encoder}-{side}px-s{args.prior_steps}.safetensors")
     if not prior_path.exists():
         train_prior(config, prior_path, dataset=data,
                     callback=lambda p: print(f"  prior step {p.step}: held-out mse {p.heldout_mse:.4f}", flush=True))

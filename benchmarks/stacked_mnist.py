@@ -58,8 +58,10 @@ def train_and_score(config: TrainConfig, judge, samples: int, picture: Path | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=300, help="generator updates per member")
-    parser.add_argument("--width", type=int, default=8, help="members' base channels (the single GAN's is solved)")
+    parser.add_argument("--steps", type=int, default=2000, help="generator updates per member (default: as "
+                        "`kgan train`, the README's MNIST budget)")
+    parser.add_argument("--width", type=int, default=None, help="members' base channels (default: the image "
+                        "default; the single GAN's is solved)")
     parser.add_argument("--n-data", type=int, default=10_000, help="stacked images trained on")
     parser.add_argument("--samples", type=int, default=PROTOCOL_SAMPLES)
     parser.add_argument("--seed", type=int, default=0)

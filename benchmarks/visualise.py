@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/visualise.py --run RUN_DIR [--out /tmp/kgan-vis-bench] [--am-steps 200]
                                              [--prior PRIOR_FILE] [--random 50]
 
-Without --run it trains a short k=10 MNIST run (32 px, thesis nets) into --out first. Runs on
+Without --run it trains the README's MNIST k=10 run (the image defaults) into --out first. Runs on
 one torch thread and reports CPU seconds. Measures, with the independent judge
 (``kgan_core.judge``, trained on the data alone and cached):
 - activation maximisation of every critic layer's mean, per member and search: z over the
@@ -48,10 +48,10 @@ from kgan_core.visualise.effects import feature_space, path_effect, percentile, 
 from kgan_core.visualise.real_tile import label_histogram
 
 
-def short_run(out: Path) -> Path:
+def readme_run(out: Path) -> Path:
+    """The README's `kgan train --data mnist --k 10` (image defaults, 2,000 steps, seed 0)."""
     run_dir = out / "mnist-k10"
-    train(TrainConfig(dataset="mnist", image_size=32, k=10, batch_size=32, n_critic=2, steps=600, rounds=2,
-                      lr_g=3e-4, lr_d=3e-4, seed=0, device="cpu", log_every=50, checkpoint_every=100), run_dir,
+    train(TrainConfig(dataset="mnist", k=10, seed=0, device="cpu", log_every=100), run_dir,
           callback=lambda p: print(f"  run step {p.step}/{p.total}", flush=True))
     return run_dir
 
@@ -91,7 +91,7 @@ def reinitialised_generator(run, seed: int = 7_777_777):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", help="an MNIST k-GAN run folder (default: train a short one into --out)")
+    parser.add_argument("--run", help="an MNIST k-GAN run folder (default: train the README's run into --out)")
     parser.add_argument("--out", default="/tmp/kgan-vis-bench")
     parser.add_argument("--am-steps", type=int, default=200)
     parser.add_argument("--prior", help="a prior file: adds the prior search")
@@ -100,7 +100,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = load_run(args.run or short_run(out))
+    run = load_run(args.run or readme_run(out))
     _ = run.dataset
     space = feature_space(run, True)
     results: dict = {"run": str(run.run_dir), "step": run.step, "k": run.k, "judge": space.judge.describe()}
