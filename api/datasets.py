@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 from api import quotas
 from api.errors import Problem
 from api.models import Dataset, Owner, new_id
-from api.settings import Settings
 from api.storage import ArtifactStore
 from api.uploads import ArchiveReport, archive_suffix, inspect_archive, preview_png, safe_remove
+from kgan_service.settings import Settings
 
 POINT_BUILTINS = ("ring8", "grid25")
 

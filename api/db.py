@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.settings import Settings
+from kgan_service.settings import Settings
 
 # True while a request that only reads (GET, HEAD) is handled: its SQLite transactions begin
 # deferred, so concurrent readers share the database (WAL) instead of queueing, one by one,

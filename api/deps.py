@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from api.auth import owner_for_header
 from api.db import READ_ONLY, Database
 from api.models import Owner
-from api.settings import Settings
 from api.storage import ArtifactStore
+from kgan_service.settings import Settings
 
 
 # Plain attribute reads are async: FastAPI runs a sync dependency in its thread pool, a hop

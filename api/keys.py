@@ -11,7 +11,7 @@ import sys
 from api.auth import NewKey, create_key
 from api.db import Database
 from api.migrate import upgrade
-from api.settings import Settings, get_settings
+from kgan_service.settings import Settings, get_settings
 
 
 def new_key(settings: Settings, owner: str) -> NewKey:

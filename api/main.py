@@ -20,11 +20,11 @@ from api.jobs import reconcile_once
 from api.metrics import GpuMetrics, JobCollector, RequestMetrics
 from api.migrate import alembic_config
 from api.routes import artifacts, datasets, gallery, health, jobs, models
-from api.settings import Settings, get_settings
 from api.storage import ArtifactStore
 from api.uploads import sweep_stale_parts
+from kgan_service.queue import JobQueue
+from kgan_service.settings import Settings, get_settings
 from kgan_service.store import open_store
-from worker.celery_app import RUN_JOB, make_celery
 
 log = logging.getLogger("kgan.api")
 
@@ -81,10 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = ArtifactStore(settings.artifacts)
     store.ensure()
     objects = open_store(settings.artifact_store_url)
-    celery = make_celery(settings)
-
-    def send_job(job_id: str) -> None:
-        celery.send_task(RUN_JOB, args=[job_id], queue=settings.queue)
+    queue = JobQueue(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -105,9 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="kgan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     from api.render import Renderer
 
-    app.state.settings, app.state.db, app.state.store, app.state.celery = settings, db, store, celery
+    app.state.settings, app.state.db, app.state.store, app.state.celery = settings, db, store, queue.celery
     app.state.objects = objects
-    app.state.send_job = send_job
+    app.state.send_job = queue.send
     app.state.renderer = Renderer(store, settings)
     app.state.schema_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     app.state.registry = registry = CollectorRegistry()

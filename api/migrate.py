@@ -35,7 +35,7 @@ def downgrade(database_url: str | None = None, revision: str = "base") -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from api.settings import get_settings
+    from kgan_service.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m api.migrate", description=__doc__.split("\n")[0])
     parser.add_argument("revision", nargs="?", default="head")

@@ -19,8 +19,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from api.settings import Settings
 from api.storage import ArtifactStore
+from kgan_service.settings import Settings
 
 _PYPLOT = threading.Lock()
 

@@ -35,8 +35,8 @@ import threading
 import time
 from pathlib import Path
 
-from api.settings import Settings
 from api.supervisor import AlreadyServing, ChildFailed, ChildSpec, PidFile, Supervisor, stop_leftovers
+from kgan_service.settings import Settings
 
 log = logging.getLogger("kgan.serve")
 

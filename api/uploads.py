@@ -30,7 +30,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from api.errors import Problem
-from api.settings import Settings
+from kgan_service.settings import Settings
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 # Entries with these endings are archives (or compressed files) inside the archive: refused,

@@ -8,7 +8,7 @@ from alembic import context
 
 from api.db import make_engine
 from api.models import Base
-from api.settings import get_settings
+from kgan_service.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

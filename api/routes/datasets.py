@@ -20,8 +20,8 @@ from api.errors import Problem, validation_problem
 from api.models import Dataset, Owner, new_id
 from api.pagination import paginate
 from api.schemas import BuiltinDatasetOut, DatasetOut, Page
-from api.settings import Settings
 from api.uploads import receive_upload, safe_remove
+from kgan_service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -25,7 +25,7 @@ from api.db import Database
 from api.keys import new_key
 from api.migrate import upgrade
 from api.models import Job
-from api.settings import Settings
+from kgan_service.settings import Settings
 from tests._procs import Proc, service_env, start_api, start_broker, start_worker, wait_for
 from tests._service import free_port
 from tests.service.conftest import PG_ADMIN_URL, User, backends

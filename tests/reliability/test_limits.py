@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from api.jobs import reconcile_once
 from api.keys import new_key
-from api.settings import Settings
+from kgan_service.settings import Settings
 from tests.reliability.conftest import FAST, Stack
 from tests.service.conftest import User, assert_problem
 from worker.runner import JobRunner

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from api import serve
-from api.settings import Settings
+from kgan_service.settings import Settings
 from tests._procs import Proc, service_env, start_broker, wait_for
 from tests._service import free_port
 

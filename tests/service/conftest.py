@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from api.keys import new_key
 from api.migrate import upgrade
-from api.settings import Settings
+from kgan_service.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("KGAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KGAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

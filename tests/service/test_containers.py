@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from api.settings import Settings
+from kgan_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"

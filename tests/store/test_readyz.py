@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from kgan_service.settings import Settings
 
 
 def _artifact_check(settings: Settings) -> tuple[int, str]:
