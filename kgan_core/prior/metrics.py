@@ -94,6 +94,9 @@ class JudgeRealism:
         d.fill_diagonal_(float("inf"))
         self.scale = float(d.min(1).values.median().clamp_min(1e-12))
         self.radii = d.kthvalue(min(k, len(self.real) - 1), dim=1).values
+        # The half of the balls with the smallest radii (Kynkäänniemi et al.'s pruning for their
+        # realism score): outliers' wide balls take in the data's blurred mean image at 28 px.
+        self.core = self.radii <= self.radii.median()
 
     def _distances(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cdist(self.judge.features(images).double(), self.real)
@@ -108,6 +111,11 @@ class JudgeRealism:
     def inside(self, images: torch.Tensor) -> torch.Tensor:
         """(N,) bool: inside some real image's k-NN ball (the real manifold)."""
         return (self._distances(images) <= self.radii[None]).any(1)
+
+    def inside_core(self, images: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: inside the ball of a real image whose radius is at most the median (the dense
+        part of the manifold); real images score about one half, a blur or a blank none."""
+        return (self._distances(images)[:, self.core] <= self.radii[self.core][None]).any(1)
 
     def nn_ratio(self, images: torch.Tensor) -> torch.Tensor:
         """(N,) nearest-real distance in judge features, in units of real-to-real distances."""
@@ -130,6 +138,7 @@ class JudgeRealism:
         median NN ratio and confidence — each condition apart, so a table shows which rejects what."""
         share = lambda flags: float(flags.double().mean())  # noqa: E731
         out = {"data_like_share": share(self.data_like(images)), "inside_share": share(self.inside(images)),
+               "inside_core_share": share(self.inside_core(images)),
                "blank_like_share": share(self.blank_like(images)),
                "median_nn_ratio": float(self.nn_ratio(images).median())}
         confidence = self.confidence(images)
