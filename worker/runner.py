@@ -48,6 +48,26 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
 
 
+OUT_OF_MEMORY_ADVICE = ("make it smaller (k, width, batch_size, image_size) or give the workers more memory "
+                        "(KGAN_WORKER_MEMORY_BYTES is what submissions are checked against)")
+
+
+def fail_oom_killed(db: Database, job_id: str, worker: str) -> bool:
+    """The kernel's OOM killer took ``worker``, the pool process running ``job_id``: fail the
+    job once instead of letting the next delivery retry it. Matches while that process is still
+    the holder, or once the API's reconciler has re-queued it (no later claim yet); a job some
+    other process has claimed since is left alone. Returns whether the job was failed."""
+    now = utcnow()
+    held_by_it = (Job.status == "running") & (Job.worker == worker)
+    requeued_after_it = (Job.status == "queued") & Job.worker.is_(None) & (Job.attempt > 0)
+    with db.session() as s:
+        done = s.execute(update(Job).where(Job.id == job_id, held_by_it | requeued_after_it).values(
+            status="failed", error_title="Out of memory", finished_at=now, eta_s=None, updated_at=now,
+            error_detail="The kernel's out-of-memory killer stopped the job's worker process; running it "
+                         f"again would run out again, so it is not retried: {OUT_OF_MEMORY_ADVICE}."))
+        return done.rowcount == 1
+
+
 @dataclass
 class Claim:
     job_id: str
@@ -224,8 +244,7 @@ class JobRunner:
             # Retrying would run out again: fail once, saying why and what to change.
             log.warning("job %s ran out of memory: %s", claim.job_id, exc)
             self.fail(claim, "Out of memory", f"The job ran out of memory on its worker ({str(exc)[:200]}); "
-                      "make it smaller (k, width, batch_size, image_size) or give the workers more memory "
-                      "(KGAN_WORKER_MEMORY_BYTES is what submissions are checked against).")
+                      f"{OUT_OF_MEMORY_ADVICE}.")
         elif isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError
                         | PriorError | VisualisationError):
             log.info("job %s failed: %s", claim.job_id, exc)

@@ -6,16 +6,25 @@ to finish, which for a week-long job is never. So the parent, on ``worker_shutti
 sends SIGUSR2 to its pool processes; a pool process that gets SIGUSR2 or SIGTERM (a signal to
 the whole process group) asks its running job to stop. The trainer checkpoints at its next
 step, the job goes back to the queue, the task returns, and the worker exits.
+
+Out of memory: a pool process the kernel's OOM killer takes dies by SIGKILL, which Celery
+reports to the main process as a lost worker and re-delivers. ``JobRequest`` tells that case
+apart by the memory cgroup's OOM kill count (worker/memory.py) and fails the job once instead.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 from functools import cache
 
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery import Task
 from celery.signals import worker_process_init, worker_shutting_down
+from celery.worker.request import Request
 
 from api.settings import get_settings
 from worker.celery_app import RUN_JOB, app
@@ -77,7 +86,66 @@ def _stop_running_jobs(sig=None, how=None, **_):
         log.info("%s shutdown (%s): asked pool process %s to checkpoint and re-queue its job", how, sig, child.pid)
 
 
-@app.task(name=RUN_JOB, acks_late=True, reject_on_worker_lost=True)
+class JobRequest(Request):
+    """A job's delivery as the worker's main process sees it. A pool process killed by the
+    kernel's OOM killer would otherwise be a lost worker, its job re-delivered and run out of
+    memory again up to KGAN_MAX_ATTEMPTS times: here it fails the job once, saying why."""
+
+    oom_kills_before: int | None = None
+
+    def on_accepted(self, pid, time_accepted):
+        # When a pool process takes the job, before the job allocates anything. (Not in
+        # execute_using_pool: Celery's per-task request class replaces that method.)
+        from worker.memory import oom_kills
+
+        self.oom_kills_before = oom_kills()
+        return super().on_accepted(pid, time_accepted)
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        # Before the message is handed back (super() re-queues it): the next delivery then finds
+        # the job failed and skips it.
+        exc = exc_info.exception
+        if self.killed_by_oom_killer(exc.exc if isinstance(exc, ExceptionWithTraceback) else exc):
+            self.fail_job_for_memory()
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def killed_by_oom_killer(self, exc: BaseException) -> bool:
+        from worker.memory import oom_kills
+
+        if not isinstance(exc, WorkerLostError) or self.worker_pid is None:
+            return False
+        signalled = re.search(r"signal (\d+)", str(exc))
+        if signalled is None or int(signalled.group(1)) != signal.SIGKILL:
+            return False
+        after = oom_kills()
+        return self.oom_kills_before is not None and after is not None and after > self.oom_kills_before
+
+    def fail_job_for_memory(self) -> None:
+        from api.db import Database
+        from worker.memory import pid_host_identity
+        from worker.runner import fail_oom_killed
+
+        job_id = str(self.args[0]) if self.args else None
+        if job_id is None:
+            return
+        # An engine of its own, closed at once: pool processes forked later must not inherit
+        # the main process's database connections.
+        db = Database(get_settings())
+        try:
+            if fail_oom_killed(db, job_id, pid_host_identity(self.worker_pid)):
+                log.warning("job %s: its pool process %s was killed by the OOM killer; failed, not retried",
+                            job_id, self.worker_pid)
+        except Exception:  # the database is away: the job is retried as before, not lost
+            log.exception("job %s: could not record that the OOM killer stopped it", job_id)
+        finally:
+            db.dispose()
+
+
+class JobTask(Task):
+    Request = JobRequest
+
+
+@app.task(name=RUN_JOB, base=JobTask, acks_late=True, reject_on_worker_lost=True)
 def run_job(job_id: str) -> str:
     _install_stop_handlers()
     return runner().run(job_id)
