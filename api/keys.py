@@ -9,8 +9,8 @@ import argparse
 import sys
 
 from api.auth import NewKey, create_key
-from api.db import Database
 from api.migrate import upgrade
+from kgan_service.db import Database
 from kgan_service.settings import Settings, get_settings
 
 

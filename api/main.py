@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry
 
 from api import errors
 from api.body_limit import RequestBodyLimit
-from api.db import READ_ONLY, Database
 from api.deps import CurrentOwner
 from api.jobs import reconcile_once
 from api.metrics import GpuMetrics, JobCollector, RequestMetrics
@@ -22,6 +21,7 @@ from api.migrate import alembic_config
 from api.routes import artifacts, datasets, gallery, health, jobs, models
 from api.storage import ArtifactStore
 from api.uploads import sweep_stale_parts
+from kgan_service.db import READ_ONLY, Database
 from kgan_service.queue import JobQueue
 from kgan_service.settings import Settings, get_settings
 from kgan_service.store import open_store
@@ -59,7 +59,7 @@ async def _known_query_for_owner(request: Request, _owner: CurrentOwner) -> None
 
 
 class ReadOnlyRequests:
-    """GET and HEAD only read: mark them so SQLite transactions begin deferred (api.db.READ_ONLY)."""
+    """GET and HEAD only read: mark them so SQLite transactions begin deferred (kgan_service.db.READ_ONLY)."""
 
     def __init__(self, app):
         self.app = app

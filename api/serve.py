@@ -165,8 +165,8 @@ def first_key(settings: Settings) -> str | None:
     from sqlalchemy import func, select
 
     from api.auth import create_key
-    from api.db import Database
     from api.models import ApiKey
+    from kgan_service.db import Database
 
     db = Database(settings)
     try:

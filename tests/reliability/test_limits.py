@@ -116,10 +116,10 @@ def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
     """The cap is checked again in the transaction that adds the dataset: an upload that passed the
     route's checks while another one was being received is refused once that one is stored."""
     from api import datasets as service
-    from api.db import Database
     from api.errors import Problem
     from api.models import Owner
     from api.storage import ArtifactStore
+    from kgan_service.db import Database
 
     archive = images_zip()
     stack, client = make_client(max_stored_bytes_per_owner=len(archive) + len(archive) // 2)
@@ -171,8 +171,8 @@ def test_a_job_over_its_time_limit_fails_and_keeps_its_checkpoint(make_client):
 
     from sqlalchemy import update
 
-    from api.db import utcnow
     from api.models import Job
+    from kgan_service.db import utcnow
 
     with stack.db.session() as s:
         s.execute(update(Job).where(Job.id == late).values(status="running", attempt=1, worker="gone:1",

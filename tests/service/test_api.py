@@ -9,8 +9,8 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from api.db import Database
 from api.models import Job
+from kgan_service.db import Database
 from tests.service.conftest import TINY_TRAIN, assert_problem
 
 

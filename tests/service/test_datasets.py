@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from api.db import Database
 from api.models import Dataset
+from kgan_service.db import Database
 from tests.service.conftest import assert_problem, make_settings
 
 

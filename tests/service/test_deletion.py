@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from api import quotas
-from api.db import Database
 from api.models import Owner
+from kgan_service.db import Database
 from tests.service.conftest import TINY_TRAIN, assert_problem, make_user
 from tests.service.test_datasets import digits, upload, zip_of
 from worker.runner import JobRunner

@@ -17,10 +17,10 @@ from sqlalchemy import update
 from starlette.routing import Route
 
 from api.auth import hash_token
-from api.db import Database
 from api.keys import new_key
 from api.models import ApiKey
 from api.routes.gallery import GALLERY_PATHS
+from kgan_service.db import Database
 from tests.service.conftest import assert_problem
 
 PARAM = re.compile(r"{(\w+)}")
