@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from api import quotas
 from api.auth import get_owned
 from api.db import Database, utcnow
 from api.errors import Problem
-from api.models import Artifact, Dataset, Job, Model, Owner
+from api.models import Artifact, Dataset, Job, Model, Owner, Worker
 from api.params import JobCreate, PriorParams, TrainParams, VisualiseParams
 from api.settings import Settings
 from api.visualise_options import ModelOutline, check_options
@@ -89,23 +90,45 @@ def owned_model(session: Session, owner: Owner, model_id: str) -> Model:
     return get_owned(session, owner, Model, model_id, "model")
 
 
-def check_footprint(params: TrainParams, spec, settings: Settings) -> None:
-    """Refuse a run no worker can hold, before a worker dies trying (up to max_attempts times)."""
+@dataclass(frozen=True)
+class WorkerMemory:
+    """What the admission check compares a job's estimated peak with, and where it comes from."""
+
+    limit_bytes: int
+    source: str  # for the message: which worker, or which setting
+
+
+def worker_memory(session: Session, settings: Settings) -> WorkerMemory:
+    """The most memory a live worker has for a job (its GPU's, or its KGAN_WORKER_MEMORY_BYTES on
+    a CPU), as the workers report it every heartbeat; with no live worker registered (none
+    started yet, or all gone), this server's KGAN_WORKER_MEMORY_BYTES."""
+    live_since = utcnow() - timedelta(seconds=settings.lease_s)
+    largest = session.execute(select(Worker).where(Worker.seen_at >= live_since)
+                              .order_by(Worker.memory_bytes.desc(), Worker.id).limit(1)).scalar_one_or_none()
+    if largest is None:
+        return WorkerMemory(settings.worker_memory_bytes, "a worker here has {gib} (KGAN_WORKER_MEMORY_BYTES)")
+    device = f"{largest.device} ({largest.device_name})" if largest.device_name else largest.device
+    return WorkerMemory(largest.memory_bytes, f"the largest running worker has {{gib}} on {device}")
+
+
+def check_footprint(session: Session, params: TrainParams, spec, settings: Settings) -> None:
+    """Refuse a run no worker can hold, before a worker dies trying."""
     from kgan_core.config import IMAGE_DEFAULTS, POINT_DEFAULTS
     from kgan_core.models import training_footprint
 
     defaults = POINT_DEFAULTS if len(spec.item_shape) == 1 else IMAGE_DEFAULTS
     batch_size = params.batch_size or defaults["batch_size"]
     footprint = training_footprint(spec, params.k, batch_size)
-    if footprint.peak_bytes > settings.worker_memory_bytes:
+    memory = worker_memory(session, settings)
+    if footprint.peak_bytes > memory.limit_bytes:
         gib = 1024**3
         raise Problem(422, "Too large for the workers",
                       f"k={params.k} members of width {spec.width} with batch_size={batch_size} have "
                       f"{footprint.parameters:,} parameters and need about {footprint.peak_bytes / gib:.1f} GiB to "
-                      f"train; a worker here has {settings.worker_memory_bytes / gib:.1f} GiB "
-                      "(KGAN_WORKER_MEMORY_BYTES). Lower k, width, batch_size or image_size.",
+                      f"train; {memory.source.format(gib=f'{memory.limit_bytes / gib:.1f} GiB')}. "
+                      "Lower k, width, batch_size or image_size, or add a worker with more memory.",
                       slug="too-large", parameters=footprint.parameters, estimated_bytes=footprint.peak_bytes,
-                      limit_bytes=settings.worker_memory_bytes)
+                      limit_bytes=memory.limit_bytes)
 
 
 def check_train_params(session: Session, owner: Owner, params: TrainParams, settings: Settings) -> Dataset | None:
@@ -119,7 +142,7 @@ def check_train_params(session: Session, owner: Owner, params: TrainParams, sett
             spec = default_spec(shape, params.arch, params.latent_dim, params.width)
         except ArchitectureError as exc:
             raise Problem(422, "Architecture does not fit the data", f"{exc}.", slug="validation-error") from exc
-        check_footprint(params, spec, settings)
+        check_footprint(session, params, spec, settings)
     n_items = dataset.n_items if dataset is not None else (params.n_points if shape and len(shape) == 1 else None)
     if n_items is not None and params.limit is not None:
         n_items = min(n_items, params.limit)

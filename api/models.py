@@ -125,6 +125,21 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Worker(Base):
+    """A worker process as it last reported itself (every heartbeat, running a job or idle): what
+    submissions check a job's estimated peak memory against. A row unseen for longer than a
+    lease is a worker that is gone."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid, as jobs.worker names it
+    device: Mapped[str] = mapped_column(String(64))  # what it trains on: cpu, cuda:0, ...
+    device_name: Mapped[str | None] = mapped_column(String(200), default=None)  # a GPU's model name
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)  # what a job on that device can use
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Model(Base):
     __tablename__ = "models"
 

@@ -1,4 +1,5 @@
-"""Whether the kernel's OOM killer has struck a worker.
+"""What a worker knows about memory: how much its device holds (reported in the worker registry,
+so submissions are checked against it), and whether the kernel's OOM killer has struck.
 
 A job that runs out of memory inside Python (MemoryError, torch's allocation errors) is
 caught in the job itself (worker/runner.py). A pool process the kernel kills for memory dies
@@ -14,6 +15,8 @@ stays what it was before (a lost worker, retried).
 from __future__ import annotations
 
 from pathlib import Path
+
+from api.settings import Settings
 
 CGROUP_ROOT_FILE = Path("/proc/self/cgroup")
 MOUNTINFO_FILE = Path("/proc/self/mountinfo")
@@ -68,6 +71,20 @@ def oom_kills() -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def device_memory_bytes(device: str, settings: Settings) -> int:
+    """The memory a job on ``device`` can use: a GPU's total memory (capped by
+    KGAN_WORKER_MEMORY_BYTES where the operator set it), else KGAN_WORKER_MEMORY_BYTES (by
+    default this machine's memory)."""
+    limit = settings.worker_memory_bytes
+    if not device.startswith("cuda"):
+        return limit
+    import torch
+
+    index = int(device.partition(":")[2] or 0)
+    total = int(torch.cuda.get_device_properties(index).total_memory)
+    return min(total, limit) if "worker_memory_bytes" in settings.model_fields_set else total
 
 
 def pid_host_identity(pid: int) -> str:

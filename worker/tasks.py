@@ -23,7 +23,7 @@ from functools import cache
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery import Task
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutting_down
 from celery.worker.request import Request
 
 from api.settings import get_settings
@@ -64,13 +64,26 @@ def _install_stop_handlers() -> None:
     signal.signal(STOP_SIGNAL, _on_stop_signal)
 
 
+_registration = None
+
+
 @worker_process_init.connect
 def _fresh_process(**_):
+    global _registration
     runner.cache_clear()
     from kgan_core.runtime import keep_freed_memory  # no torch import; see the module docstring
+    from worker.registry import Registration
 
     keep_freed_memory()
     signal.signal(STOP_SIGNAL, _on_stop_signal)
+    # This process's device and memory in the workers table, for the API's admission check.
+    _registration = Registration(runner().settings, runner().db).start()
+
+
+@worker_process_shutdown.connect
+def _leave_registry(**_):
+    if _registration is not None:
+        _registration.stop()
 
 
 @worker_shutting_down.connect

@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from api.models import Worker
 from tests._procs import Proc, pid_alive, wait_for
+from tests.reliability.conftest import FAST
 from worker.memory import oom_counter_file, oom_kills
 
 pytestmark = pytest.mark.slow  # real processes; still part of the default run
@@ -140,3 +144,38 @@ def _oom_kills_in(cgroup: Path) -> int:
     counts = dict(line.split() for line in (cgroup / name).read_text().splitlines())
     return int(counts["oom_kill"])
 
+
+def test_a_running_worker_reports_its_memory_and_submissions_are_checked_against_it(stack_factory):
+    # The API's own fallback admits anything; the one worker running says it has 2 GiB.
+    stack = stack_factory(worker_memory_bytes=1024 * GiB)
+    stack.start_broker()
+    stack.start_api()
+
+    def registered() -> list[Worker]:
+        with stack.db.session() as s:
+            rows = s.scalars(select(Worker)).all()
+            s.expunge_all()
+            return rows
+
+    def submit(api, params: dict):
+        return api.post("/v1/jobs", json={"kind": "train", "params": {**FAST, **params}})
+
+    with stack.client(stack.user(), timeout=120) as api:
+        # The API's first train submission loads torch (for the estimate) inside its write
+        # transaction: done before the worker's heartbeats have to wait on it.
+        assert submit(api, {"k": 16, "n_points": 10}).status_code == 422
+        worker = Proc(stack._name("worker"), [sys.executable, *celery_worker(stack)],
+                      {**stack.env, "KGAN_WORKER_MEMORY_BYTES": str(2 * GiB)}, stack.logs)
+        stack.procs.append(worker)
+        rows = wait_for(registered, 120, what="the worker's registration")
+        assert [(r.device, r.memory_bytes) for r in rows] == [("cpu", 2 * GiB)]
+        needs_4_gib = {"k": 4, "width": 4096, "batch_size": 256}
+        r = submit(api, needs_4_gib)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        problem = r.json()
+        assert problem["limit_bytes"] == 2 * GiB < problem["estimated_bytes"] and "on cpu" in problem["detail"]
+        # A worker that stops leaves the registry: the fallback setting is the limit again.
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, worker.log_tail()
+        assert registered() == []
+        assert submit(api, needs_4_gib).status_code == 202

@@ -15,7 +15,7 @@ from api.migrate import downgrade, upgrade
 from api.models import Base
 from tests.service.conftest import PG_ADMIN_URL
 
-TABLES = {"owners", "api_keys", "datasets", "jobs", "models", "artifacts"}
+TABLES = {"owners", "api_keys", "datasets", "jobs", "models", "artifacts", "workers"}
 
 
 @pytest.fixture
