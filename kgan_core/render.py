@@ -68,17 +68,84 @@ def points_bounds(points: torch.Tensor, margin: float = 0.08) -> tuple[float, fl
     return (float(centre[0]) - half, float(centre[0]) + half, float(centre[1]) - half, float(centre[1]) + half)
 
 
+# A zoom panel spans this many of its real points' standard deviations each side of the point
+# mass: a member as wide as its mode fills the middle half, a collapsed one is a dot.
+ZOOM_SPREADS = 4.0
+ZOOMS_PER_ROW = 4
+
+
+def _zoom_regions(samples: dict[int, torch.Tensor], point_masses: dict[int, torch.Tensor],
+                  reference: torch.Tensor | None, tile: torch.Tensor | None) -> dict[int, dict]:
+    """For each member with a point mass: the real points around it (its tile when given, else the
+    reference points nearest its mass), and the per-axis standard deviation of those and of its samples."""
+    masses = torch.stack([point_masses[j].float().cpu() for j in point_masses])
+    owners = list(point_masses)
+    regions = {}
+    for j, points in samples.items():
+        if j not in point_masses:
+            continue
+        if tile is not None and len(samples) == 1:
+            real = tile.float().cpu()
+        elif reference is not None:
+            reference = reference.float().cpu()
+            nearest = torch.cdist(reference, masses).argmin(1)
+            real = reference[nearest == owners.index(j)]
+        else:
+            real = None
+        points = points.float().cpu()
+        regions[j] = {"centre": point_masses[j].float().cpu(), "real": real, "samples": points,
+                      "sample_sd": points.std(0) if len(points) > 1 else None,
+                      "real_sd": real.std(0) if real is not None and len(real) > 1 else None}
+    return regions
+
+
+def _draw_zoom(ax, j: int, region: dict, half: float, single: bool) -> None:
+    cx, cy = (float(v) for v in region["centre"])
+    if region["real"] is not None:
+        real = region["real"]
+        ax.scatter(real[:, 0], real[:, 1], s=4, c=_tint(member_colour(j), 0.45) if single else DATA_GREY, lw=0,
+                   rasterized=True)
+    points = region["samples"]
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=member_colour(j), lw=0, rasterized=True)
+    # Hollow, so the samples under it stay visible.
+    ax.plot([cx], [cy], marker="o", ms=9, mfc="none", mec="black", mew=1.0, ls="none")
+    ax.set_xlim(cx - half, cx + half)
+    ax.set_ylim(cy - half, cy + half)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor("#888888")
+    sd, real_sd = region["sample_sd"], region["real_sd"]
+    if single:
+        lines = ["zoom on its point mass,", f"{2 * half:.3g} wide"]
+        if sd is not None:
+            lines.append(f"sd samples {float(sd[0]):.2g}, {float(sd[1]):.2g}")
+        if real_sd is not None:
+            lines.append(f"sd tile      {float(real_sd[0]):.2g}, {float(real_sd[1]):.2g}")
+    else:  # a narrow panel: the ratio per axis, explained once above the panels
+        measured = sd is not None and real_sd is not None and bool((real_sd > 0).all())
+        ratio = (sd / real_sd).tolist() if measured else None
+        lines = [f"member {j}", f"sd/real {ratio[0]:.2f}, {ratio[1]:.2f}" if ratio else "sd/real –"]
+    ax.set_title("\n".join(lines), fontsize=9, loc="left", pad=2)
+
+
 def points_png(samples: dict[int, torch.Tensor], *, reference: torch.Tensor | None = None,
                bounds: tuple[float, float, float, float] | None = None, tile: torch.Tensor | None = None,
                point_masses: dict[int, torch.Tensor] | None = None, legend: bool = True,
-               title: str = "", inches: float = 3.4, dpi: int = 100) -> bytes:
+               title: str = "", inches: float = 3.4, dpi: int = 100, zoom: bool = True) -> bytes:
     """2-D samples coloured by member over the real data, as PNG bytes.
 
     ``samples`` maps member index -> (n, 2) points. The real data (``reference``) is drawn
     faint grey, the real points of the one member's ``tile`` in a light tint of its colour, each
-    ``point_masses[j]`` as a black-edged cross. The square axes are ``inches`` wide with the
+    ``point_masses[j]`` as a hollow black ring. The square axes are ``inches`` wide with the
     title wrapped above and the legend below them, so plots with the same ``bounds`` (see
     ``points_bounds``), legend entries and title length share axes, aspect and pixel size.
+
+    With ``zoom`` and point masses, a row of zoom panels under the legend shows each member
+    around its point mass, ZOOM_SPREADS standard deviations of its real points each side, with
+    the per-axis standard deviation of its samples beside that of the real points: on the whole
+    data range a member much narrower than its mode and one as wide as it are both a dot.
     """
     import textwrap
 
@@ -94,13 +161,21 @@ def points_png(samples: dict[int, torch.Tensor], *, reference: torch.Tensor | No
     entries = ((reference is not None) + (tile is not None and only is not None) + len(samples)
                + (point_masses is not None)) if legend else 0
     ncol = 2
+    regions = _zoom_regions(samples, point_masses, reference, tile) if zoom and point_masses else {}
+    zoom_rows = -(-len(regions) // ZOOMS_PER_ROW)
+    zoom_side = 1.6 if only is not None else 1.15
+    zoom_cell = zoom_side + (0.75 if only is not None else 0.45)  # the panel and its lines of numbers above it
+    zoom_head = 0.4 if regions and only is None else 0.0  # one explanation above every member's panel
+    zoom_height = zoom_rows * zoom_cell + zoom_head
     head, foot, margin = 0.18 * len(lines) + 0.08, 0.2 * -(-entries // ncol) + 0.3, 0.45
     # Several members' legend entries carry longer labels: their plot is wider, axes centred.
-    width, height = max(inches + margin + 0.1, 4.6 if len(samples) > 1 else 0), inches + head + foot
+    width = max(inches + margin + 0.1, 4.6 if len(samples) > 1 else 0,
+                min(len(regions), ZOOMS_PER_ROW) * (zoom_side + 0.25) + 0.2)
+    height = inches + head + foot + zoom_height
     fig = plt.figure(figsize=(width, height), dpi=dpi)
     # A fixed frame (no tight bbox): plots of the same size put their axes at the same pixels.
     left = (width - inches - margin - 0.1) / 2 + margin
-    ax = fig.add_axes((left / width, foot / height, inches / width, inches / height))
+    ax = fig.add_axes((left / width, (foot + zoom_height) / height, inches / width, inches / height))
     handles = []
     if reference is not None:
         handles.append(ax.scatter(reference[:, 0].cpu(), reference[:, 1].cpu(), s=1.5, c=DATA_GREY, lw=0,
@@ -115,7 +190,8 @@ def points_png(samples: dict[int, torch.Tensor], *, reference: torch.Tensor | No
         handles.append(ax.scatter(points[:, 0], points[:, 1], s=3, c=member_colour(j), lw=0,
                                   label=f"member {j}: {len(points):,}{outside}"))
     for j, mass in (point_masses or {}).items():
-        line, = ax.plot([float(mass[0])], [float(mass[1])], marker="X", ms=8, mfc=member_colour(j), mec="black",
+        # A hollow ring: a filled marker would hide a member whose samples are tighter than it.
+        line, = ax.plot([float(mass[0])], [float(mass[1])], marker="o", ms=8, mfc="none", mec="black",
                         mew=1.0, ls="none", label="point mass" + ("" if only is not None else "es"))
         if j == next(iter(point_masses)):
             handles.append(line)
@@ -123,11 +199,30 @@ def points_png(samples: dict[int, torch.Tensor], *, reference: torch.Tensor | No
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal", adjustable="box")
     ax.tick_params(labelsize=9)
+    if regions:
+        spreads = [float(r["real_sd"].max()) for r in regions.values() if r["real_sd"] is not None]
+        spreads = spreads or [float(r["sample_sd"].max()) for r in regions.values() if r["sample_sd"] is not None]
+        # One window for every panel of the picture, so the panels compare with each other.
+        half = ZOOM_SPREADS * max(spreads) if spreads and max(spreads) > 0 else 0.05 * (x1 - x0)
+        per_row = min(len(regions), ZOOMS_PER_ROW)
+        row_left = (width - per_row * (zoom_side + 0.25) + 0.25) / 2
+        for i, (j, region) in enumerate(regions.items()):
+            row, column = divmod(i, ZOOMS_PER_ROW)
+            bottom = zoom_height - zoom_head - (row + 1) * zoom_cell + 0.1
+            zax = fig.add_axes(((row_left + column * (zoom_side + 0.25)) / width, bottom / height,
+                                zoom_side / width, zoom_side / height))
+            _draw_zoom(zax, j, region, half, only is not None)
+        if zoom_head:
+            note = (f"Zoomed: {2 * half:.3g} wide around each point mass (the ring). sd/real: the sd of the "
+                    "member's samples over that of the real points nearest its mass, per axis (x, y).")
+            fig.text(0.02, (zoom_height - 0.02) / height, "\n".join(textwrap.wrap(note, width=int(width * dpi / 7.2))),
+                     fontsize=9, va="top", ha="left")
     if lines:
         fig.text(0.02, 1 - 0.04 / height, "\n".join(lines), fontsize=9, va="top", ha="left")
     if legend:
         key = fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False,
-                         handletextpad=0.1, columnspacing=0.8, borderaxespad=0.1)
+                         handletextpad=0.1, columnspacing=0.8, borderaxespad=0.1,
+                         bbox_to_anchor=(0.5, zoom_height / height))
         for handle in key.legend_handles:  # dots big enough to read their colour
             if hasattr(handle, "set_sizes"):
                 handle.set_sizes([24])

@@ -127,3 +127,52 @@ def test_a_long_title_wraps_to_the_grid_width_instead_of_widening_the_picture():
     one_line = _text_size(title, _font(14))[0]
     assert grid.width <= max(bare.width, TITLE_MIN_WIDTH) < one_line and grid.height > bare.height
     assert grid.info["kgan_labels"]["title"] == title
+
+
+def mode_and_members(tight_sd: float = 0.002):
+    """One mode of sd 0.02 at (2, 0) on a ring, a member as tight as `tight_sd` and one as wide as the mode."""
+    g = torch.Generator().manual_seed(0)
+    centre = torch.tensor([2.0, 0.0])
+    data = torch.cat([ring(800), centre + 0.02 * torch.randn(400, 2, generator=g)])
+    tile = data[800:]
+    tight = centre + tight_sd * torch.randn(300, 2, generator=g)
+    wide = centre + 0.02 * torch.randn(300, 2, generator=g)
+    return data, tile, centre, tight, wide
+
+
+def test_the_point_mass_ring_does_not_hide_a_tight_members_samples():
+    data, tile, centre, tight, _ = mode_and_members()
+    bounds = points_bounds(data)
+    bare = points_png({0: tight}, bounds=bounds, legend=False, zoom=False)
+    marked = points_png({0: tight}, bounds=bounds, legend=False, zoom=False, point_masses={0: centre})
+    assert pixels_near(marked, member_colour(0)) >= 0.8 * pixels_near(bare, member_colour(0)) > 0
+
+
+def test_the_zoom_shows_a_member_narrower_than_its_mode_as_narrower():
+    data, tile, centre, tight, wide = mode_and_members()
+    bounds = points_bounds(data)
+
+    def drawn(points, zoom):
+        return pixels_near(points_png({0: points}, reference=data, bounds=bounds, tile=tile,
+                                      point_masses={0: centre}, zoom=zoom, title="member 0"), member_colour(0))
+
+    # On the whole ring both are a dot of a few pixels: the picture cannot tell them apart.
+    assert drawn(wide, zoom=False) < 3 * drawn(tight, zoom=False)
+    # Zoomed on the mode, the member as wide as its mode covers many times the tight one's area.
+    assert drawn(wide, zoom=True) - drawn(wide, zoom=False) > 5 * (drawn(tight, zoom=True) - drawn(tight, zoom=False))
+    plots = [points_png({0: p}, reference=data, bounds=bounds, tile=tile, point_masses={0: centre}, title="m")
+             for p in (tight, wide)]
+    assert len({Image.open(io.BytesIO(png)).size for png in plots}) == 1, "zoomed plots of a run keep one size"
+
+
+def test_the_ensemble_plot_zooms_on_every_member():
+    data, _, centre, tight, wide = mode_and_members()
+    other = torch.tensor([-2.0, 0.0])
+    samples = {0: tight, 1: wide - centre + other}
+    masses = {0: centre, 1: other}
+    bounds = points_bounds(data)
+    with_zoom = points_png(samples, reference=data, bounds=bounds, point_masses=masses)
+    without = points_png(samples, reference=data, bounds=bounds, point_masses=masses, zoom=False)
+    assert Image.open(io.BytesIO(with_zoom)).size[1] > Image.open(io.BytesIO(without)).size[1]
+    for j in samples:
+        assert pixels_near(with_zoom, member_colour(j)) > pixels_near(without, member_colour(j))
