@@ -113,6 +113,8 @@ def ensemble_scores(runs: dict[str, Path], data, judge, seed: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="train seeds first-seed .. first-seed + seeds - 1 (to split seeds across processes)")
     parser.add_argument("--only", default=",".join(ROWS), help="which models to train: kgan,single,none")
     parser.add_argument("--data", default=str(BUNDLED_MNIST))
     parser.add_argument("--k", type=int, default=10)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     per_seed = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep or tmp)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             runs, cpu = {}, {}
             for row in rows:
                 runs[row], cpu[row] = train_row(row, base, args.k, seed, out)
