@@ -37,7 +37,8 @@ class TrainConfig(BaseModel):
     n_critic: int | None = Field(None, ge=1, le=100, description="critic updates per generator update "
                                  "(default by data shape)")
     loss: Literal["wgan-gp", "wgan-clip"] = "wgan-gp"
-    gp_lambda: float = Field(10.0, ge=0.0, le=1000.0)
+    gp_lambda: float | None = Field(None, ge=0.0, le=1000.0, description="gradient penalty weight (default by "
+                                    "data shape)")
     clip_value: float = Field(0.01, gt=0.0, le=10.0)
     lr_g: float | None = Field(None, gt=0.0, le=1.0, description="generator's Adam LR (default by data shape)")
     lr_d: float | None = Field(None, gt=0.0, le=1.0, description="critic's Adam LR (default by data shape)")
@@ -63,14 +64,19 @@ class TrainConfig(BaseModel):
 
 
 # Fields left None in a TrainConfig take these values, chosen by the shape of the data.
-# Points: the WGAN-GP paper's recipe, which the 2-D results in BENCHMARKS.md use.
-POINT_DEFAULTS = {"batch_size": 64, "n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5}
+# Points: the WGAN-GP paper's recipe (BENCHMARKS.md §Mode coverage's tables), except the
+# gradient penalty, 1 rather than the paper's 10: each member's critic reads its tile whitened
+# (MLPCritic), and at 10 the penalty held the critics so flat that members settled far narrower
+# than their mode — on ring8 (k=8, 1,200 steps, three seeds) 1, 4 and 6 of 8 members flagged
+# for collapse at 10, none at 1, with as many samples within 3σ of a mode (BENCHMARKS.md
+# §Mode coverage, "Within a mode").
+POINT_DEFAULTS = {"batch_size": 64, "n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5, "gp_lambda": 1.0}
 # Images: the two time-scale rule (Heusel et al. 2017): one critic update per generator update,
 # the critic at 4x the generator's learning rate, Adam betas (0, 0.9): on a CPU budget, the
 # most generator updates per CPU second with a critic that stays ahead. With these, the README's
 # MNIST k=10 run (2,000 steps, about 14 CPU-minutes) draws every tile's digit (BENCHMARKS.md
 # §Image quality: the three-seed results and the short runs behind this choice).
-IMAGE_DEFAULTS = {"batch_size": 32, "n_critic": 1, "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0}
+IMAGE_DEFAULTS = {"batch_size": 32, "n_critic": 1, "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "gp_lambda": 10.0}
 DATA_DEFAULTED_FIELDS = frozenset(POINT_DEFAULTS)
 
 

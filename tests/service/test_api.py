@@ -60,7 +60,7 @@ def test_train_job_is_accepted_and_listed(client, alice, settings):
     job = r.json()
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["progress"]["total"] == TINY_TRAIN["steps"]
-    assert job["params"]["k"] == 2 and job["params"]["gp_lambda"] == 10.0  # TrainConfig's defaults filled in
+    assert job["params"]["k"] == 2 and job["params"]["medoid_samples"] == 256  # TrainConfig's defaults filled in
     assert client.get(r.headers["Location"], headers=alice.headers).json()["id"] == job["id"]
     # The message went to the broker and carries only the id.
     client_redis = redis.Redis.from_url(settings.broker_url)
