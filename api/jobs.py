@@ -111,6 +111,17 @@ def worker_memory(session: Session, settings: Settings) -> WorkerMemory:
     return WorkerMemory(largest.memory_bytes, f"the largest running worker has {{gib}} on {device}")
 
 
+def warm_footprint_estimates() -> None:
+    """Count one small model on the meta device, so a submission's first estimate is fast.
+
+    The first count in a process sets up torch's meta device (about a second, several under
+    load), and a submission counts inside its database transaction: on SQLite that held the
+    write lock, and with it every worker's heartbeat, for that long."""
+    from kgan_core.models import default_spec, training_footprint
+
+    training_footprint(default_spec((1, 8, 8)), 1, 1)
+
+
 def check_footprint(session: Session, params: TrainParams, spec, settings: Settings) -> None:
     """Refuse a run no worker can hold, before a worker dies trying."""
     from kgan_core.config import IMAGE_DEFAULTS, POINT_DEFAULTS

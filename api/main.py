@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from alembic.script import ScriptDirectory
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from api import errors
 from api.body_limit import RequestBodyLimit
 from api.deps import CurrentOwner
-from api.jobs import reconcile_once
+from api.jobs import reconcile_once, warm_footprint_estimates
 from api.metrics import GpuMetrics, JobCollector, RequestMetrics
 from api.migrate import alembic_config
 from api.routes import artifacts, datasets, gallery, health, jobs, models
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         task = None
         sweep_uploads(app)
+        # In the background: startup need not wait, and it is done long before most first submissions.
+        threading.Thread(target=warm_footprint_estimates, name="warm-estimates", daemon=True).start()
         if settings.reconcile_interval_s > 0:
             task = asyncio.create_task(_reconciler(app))
         try:
