@@ -280,8 +280,9 @@ def cancel_job(session: Session, owner: Owner, job_id: str) -> Job:
 # --- leases ------------------------------------------------------------------------------
 
 
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_identity(pid: int | None = None) -> str:
+    """The job row's ``worker``: this host and a process of it (this one by default)."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 def _pid_alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.settings import Settings
+from kgan_service.settings import Settings
 
 CGROUP_ROOT_FILE = Path("/proc/self/cgroup")
 MOUNTINFO_FILE = Path("/proc/self/mountinfo")
@@ -85,11 +85,4 @@ def device_memory_bytes(device: str, settings: Settings) -> int:
     index = int(device.partition(":")[2] or 0)
     total = int(torch.cuda.get_device_properties(index).total_memory)
     return min(total, limit) if "worker_memory_bytes" in settings.model_fields_set else total
-
-
-def pid_host_identity(pid: int) -> str:
-    """The job row's ``worker`` for a process of this host (api.jobs.worker_identity's form)."""
-    import socket
-
-    return f"{socket.gethostname()}:{pid}"
 

@@ -15,10 +15,10 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from api.db import Database, utcnow
 from api.jobs import worker_identity
 from api.models import Worker
-from api.settings import Settings
+from kgan_service.db import Database, utcnow
+from kgan_service.settings import Settings
 from worker.memory import device_memory_bytes
 
 log = logging.getLogger("kgan.worker")

@@ -26,7 +26,7 @@ from celery import Task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutting_down
 from celery.worker.request import Request
 
-from api.settings import get_settings
+from kgan_service.settings import get_settings
 from worker.celery_app import RUN_JOB, app
 from worker.runner import SHUTDOWN, JobRunner
 
@@ -134,8 +134,8 @@ class JobRequest(Request):
         return self.oom_kills_before is not None and after is not None and after > self.oom_kills_before
 
     def fail_job_for_memory(self) -> None:
-        from api.db import Database
-        from worker.memory import pid_host_identity
+        from api.jobs import worker_identity
+        from kgan_service.db import Database
         from worker.runner import fail_oom_killed
 
         job_id = str(self.args[0]) if self.args else None
@@ -145,7 +145,7 @@ class JobRequest(Request):
         # the main process's database connections.
         db = Database(get_settings())
         try:
-            if fail_oom_killed(db, job_id, pid_host_identity(self.worker_pid)):
+            if fail_oom_killed(db, job_id, worker_identity(self.worker_pid)):
                 log.warning("job %s: its pool process %s was killed by the OOM killer; failed, not retried",
                             job_id, self.worker_pid)
         except Exception:  # the database is away: the job is retried as before, not lost

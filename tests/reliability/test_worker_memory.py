@@ -57,7 +57,8 @@ def start_limited_worker(stack, how: str, value: str) -> Proc:
 
 def skipped_delivery(worker: Proc, job_id: str) -> bool:
     """The worker's log shows a delivery of the job that found it finished and ran nothing."""
-    return job_id in worker.log_tail(200_000) and "'skipped'" in worker.log_tail(200_000)
+    log = worker.log_tail(200_000)
+    return job_id in log and "'skipped'" in log
 
 
 def assert_failed_once_for_memory(stack, api, job_id: str, detail_says: str) -> dict:
