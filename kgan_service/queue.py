@@ -4,6 +4,12 @@ API, the reconciler, a worker re-queueing a job) and the side that runs them (``
 Messages are sent by task name, so a sender never imports the worker's code (nor torch). The
 message carries only a job id; the job row in SQL is the source of truth, so losing the broker
 loses nothing that the reconciler cannot re-send.
+
+Routing: a job's device preference picks its queue (``queue_for_device``): ``cuda``/``cuda:N``/
+``mps`` to KGAN_GPU_QUEUE, ``cpu`` to KGAN_CPU_QUEUE, none or ``auto`` to the default KGAN_QUEUE;
+an unset GPU or CPU queue falls back to the default one. A worker consumes the queues that
+KGAN_WORKER_QUEUES names (default: KGAN_QUEUE alone), so GPU hosts can take ``gpu,kgan`` and
+CPU-only hosts ``cpu,kgan``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
+from kombu import Queue
 
 from kgan_service.settings import Settings
 
@@ -24,6 +31,8 @@ def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         # Results live in SQL; Celery's result backend would be a second, weaker truth.
         task_ignore_result=True,
         task_default_queue=settings.queue,
+        # What `celery worker` consumes when no --queues is given.
+        task_queues=[Queue(name) for name in settings.worker_queue_names],
         task_serializer="json",
         accept_content=["json"],
         # Long GPU jobs: acknowledge only when the task ends, give the message back when the
@@ -46,12 +55,23 @@ def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
     return app
 
 
+def queue_for_device(device: str | None, settings: Settings) -> str:
+    """The queue a job with this device preference is sent to (see the module docstring)."""
+    if device is None or device == "auto":
+        return settings.queue
+    if device == "cpu":
+        return settings.cpu_queue or settings.queue
+    if device == "mps" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        return settings.gpu_queue or settings.queue
+    raise ValueError(f"unknown device preference {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+
+
 class JobQueue:
-    """Sends jobs to the workers' queue (KGAN_QUEUE) by task name."""
+    """Sends jobs by task name to the queue their device preference picks."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.celery = make_celery(settings)
 
-    def send(self, job_id: str) -> None:
-        self.celery.send_task(RUN_JOB, args=[job_id], queue=self.settings.queue)
+    def send(self, job_id: str, device: str | None = None) -> None:
+        self.celery.send_task(RUN_JOB, args=[job_id], queue=queue_for_device(device, self.settings))

@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 GiB = 1024**3
 MiB = 1024**2
 
+# A Celery queue's name is also a Redis key: keep it to plain characters.
+QUEUE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+QUEUE_LIST = r"^\s*[A-Za-z0-9_.-]{1,64}\s*(,\s*[A-Za-z0-9_.-]{1,64}\s*)*$"
+
 
 def _machine_memory_bytes() -> int:
     try:
@@ -41,7 +45,16 @@ class Settings(BaseSettings):
         None, description="folder holding built-in datasets' files (mnist/, fashion-mnist/, ...)")
     vgg_weights: Path | None = Field(
         None, description="VGG-16 ImageNet weights for the prior's vgg16 encoder (default: torchvision's cache)")
-    queue: str = Field("kgan", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Celery queue the workers consume")
+    queue: str = Field("kgan", pattern=QUEUE_NAME,
+                       description="the default Celery queue: jobs without a device preference go here")
+    worker_queues: str | None = Field(
+        None, pattern=QUEUE_LIST, description="comma-separated queues a worker consumes, e.g. gpu,kgan "
+        "or cpu,kgan; default: the default queue alone")
+    gpu_queue: str | None = Field(
+        None, pattern=QUEUE_NAME, description="queue for jobs that ask for a GPU (cuda, cuda:N, mps); "
+        "unset: the default queue, so a deployment without GPU and CPU queues runs them as before")
+    cpu_queue: str | None = Field(
+        None, pattern=QUEUE_NAME, description="queue for jobs that ask for the CPU; unset: the default queue")
 
     # --- workers ---------------------------------------------------------------------------
     worker_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -111,6 +124,13 @@ class Settings(BaseSettings):
     @property
     def artifact_store_url(self) -> str:
         return self.artifact_url or self.artifacts.as_uri()
+
+    @property
+    def worker_queue_names(self) -> tuple[str, ...]:
+        """The queues a worker consumes, in the order given, each once."""
+        if not self.worker_queues:
+            return (self.queue,)
+        return tuple(dict.fromkeys(name.strip() for name in self.worker_queues.split(",")))
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -1,5 +1,8 @@
 """The Celery application that runs jobs: ``celery -A worker.celery_app worker`` (its
-configuration is kgan_service.queue's, shared with the API that only sends messages)."""
+configuration is kgan_service.queue's, shared with the API that only sends messages).
+
+Started without ``--queues``, a worker consumes the queues KGAN_WORKER_QUEUES names (default:
+KGAN_QUEUE alone); ``--queues`` on the command line replaces them."""
 
 from __future__ import annotations
 
