@@ -14,12 +14,13 @@ CPU-only hosts ``cpu,kgan``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from celery import Celery
 from kombu import Queue
 
-from kgan_service.settings import Settings
+from kgan_service.settings import DEVICE, Settings
 
 RUN_JOB = "kgan.run_job"
 
@@ -56,14 +57,16 @@ def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
 
 
 def queue_for_device(device: str | None, settings: Settings) -> str:
-    """The queue a job with this device preference is sent to (see the module docstring)."""
+    """The queue a job with this device preference is sent to (see the module docstring). A
+    preference outside ``kgan_service.settings.DEVICE`` (what KGAN_WORKER_DEVICE accepts) is a ValueError:
+    check it when the job is submitted, where the user can still be told."""
     if device is None or device == "auto":
         return settings.queue
+    if not re.fullmatch(DEVICE, device):
+        raise ValueError(f"unknown device preference {device!r}: expected auto, cpu, cuda, cuda:N or mps")
     if device == "cpu":
         return settings.cpu_queue or settings.queue
-    if device == "mps" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        return settings.gpu_queue or settings.queue
-    raise ValueError(f"unknown device preference {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return settings.gpu_queue or settings.queue
 
 
 class JobQueue:

@@ -20,6 +20,8 @@ MiB = 1024**2
 # A Celery queue's name is also a Redis key: keep it to plain characters.
 QUEUE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 QUEUE_LIST = r"^\s*[A-Za-z0-9_.-]{1,64}\s*(,\s*[A-Za-z0-9_.-]{1,64}\s*)*$"
+# A worker's device, and a job's device preference (kgan_service.queue routes by it).
+DEVICE = r"^(auto|cpu|cuda(:\d+)?|mps)$"
 
 
 def _machine_memory_bytes() -> int:
@@ -57,7 +59,7 @@ class Settings(BaseSettings):
         None, pattern=QUEUE_NAME, description="queue for jobs that ask for the CPU; unset: the default queue")
 
     # --- workers ---------------------------------------------------------------------------
-    worker_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    worker_device: str = Field("auto", pattern=DEVICE)
     lease_s: float = Field(30.0, ge=2.0, le=3600.0, description="a running job without a heartbeat this long is lost")
     heartbeat_s: float = Field(5.0, ge=0.2, le=600.0)
     reconcile_interval_s: float = Field(5.0, ge=0.0, le=3600.0, description="0 turns the API's reconciler off")
