@@ -88,7 +88,7 @@ def test_a_cpu_worker_takes_cpu_jobs_and_leaves_gpu_and_default_jobs(tmp_path: P
         sender.send("default-job")
         sender.send("cpu-job-1", device="cpu")
         cpu_worker = start_worker("cpu-worker", "cpu")
-        wait_for(lambda: len(_received(client)) >= 1, 60, what="the cpu worker to take a job",
+        wait_for(lambda: len(_received(client)) >= 1, 120, what="the cpu worker to take a job",
                  ignore=(redis.ConnectionError,))
         # A second cpu job after the first was taken: by now the worker has polled its queues again.
         sender.send("cpu-job-2", device="cpu")
@@ -99,7 +99,7 @@ def test_a_cpu_worker_takes_cpu_jobs_and_leaves_gpu_and_default_jobs(tmp_path: P
         # A GPU host's worker (gpu,kgan) takes the GPU job and the one without a preference.
         cpu_worker.stop(grace_s=10)
         start_worker("gpu-worker", "gpu,kgan")
-        wait_for(lambda: len(_received(client)) >= 4, 60, what="the gpu worker to take its jobs")
+        wait_for(lambda: len(_received(client)) >= 4, 120, what="the gpu worker to take its jobs")
         assert sorted((r["job"], r["queue"]) for r in _received(client)[2:]) == [
             ("default-job", "kgan"), ("gpu-job", "gpu")]
         assert client.llen("gpu") == client.llen("kgan") == 0
@@ -109,5 +109,6 @@ def test_a_cpu_worker_takes_cpu_jobs_and_leaves_gpu_and_default_jobs(tmp_path: P
         raise
     finally:
         client.close()
+        sender.celery.close()
         for proc in reversed(workers + [broker]):
             proc.stop(grace_s=0)
