@@ -8,8 +8,8 @@ loses nothing that the reconciler cannot re-send.
 Routing: a job's device preference picks its queue (``queue_for_device``): ``cuda``/``cuda:N``/
 ``mps`` to KGAN_GPU_QUEUE, ``cpu`` to KGAN_CPU_QUEUE, none or ``auto`` to the default KGAN_QUEUE;
 an unset GPU or CPU queue falls back to the default one. A worker consumes the queues that
-KGAN_WORKER_QUEUES names (default: KGAN_QUEUE alone), so GPU hosts can take ``gpu,kgan`` and
-CPU-only hosts ``cpu,kgan``.
+KGAN_WORKER_QUEUES names (default: KGAN_QUEUE alone), so GPU hosts can take ``gpu,kgan`` (and
+``cpu`` where no CPU-only host does) and CPU-only hosts ``cpu``.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
 
 
 def queue_for_device(device: str | None, settings: Settings) -> str:
-    """The queue a job with this device preference is sent to (see the module docstring). A
-    preference outside ``kgan_service.settings.DEVICE`` (what KGAN_WORKER_DEVICE accepts) is a ValueError:
-    check it when the job is submitted, where the user can still be told."""
+    """The queue a job with this device preference is sent to (see the module docstring).
+
+    A preference outside ``kgan_service.settings.DEVICE`` (what KGAN_WORKER_DEVICE accepts) is a
+    ValueError: check it when the job is submitted, where the user can still be told."""
     if device is None or device == "auto":
         return settings.queue
     if not re.fullmatch(DEVICE, device):
