@@ -1,7 +1,8 @@
 """Visualisations that prove what they show, on an MNIST k=10 run, every control a column.
 
     .venv/bin/python benchmarks/visualise.py --run RUN_DIR [--out /tmp/kgan-vis-bench] [--am-steps 200]
-                                             [--prior PRIOR_FILE] [--random 50]
+                                             [--prior PRIOR_FILE] [--random 50] [--methods pixel,prior]
+                                             [--parts am,directions,latent,cross,pictures]
 
 Without --run it trains the README's MNIST k=10 run (the image defaults) into --out first. Runs on
 one torch thread and reports CPU seconds. Measures, with the independent judge
@@ -46,6 +47,8 @@ from kgan_core.visualise.directions import (
 )
 from kgan_core.visualise.effects import feature_space, path_effect, percentile, sample_spread
 from kgan_core.visualise.real_tile import label_histogram
+
+PARTS = ("am", "directions", "latent", "cross", "pictures")
 
 
 def readme_run(out: Path) -> Path:
@@ -96,7 +99,15 @@ def main() -> None:
     parser.add_argument("--am-steps", type=int, default=200)
     parser.add_argument("--prior", help="a prior file: adds the prior search")
     parser.add_argument("--random", type=int, default=50, help="random directions per member")
+    parser.add_argument("--methods", default=None,
+                        help="activation-max searches, comma-separated "
+                             "(default: pixel,regularised, and prior with --prior)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"what to measure, comma-separated, of {','.join(PARTS)} (default: all)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        parser.error(f"unknown parts {sorted(parts - set(PARTS))}; parts are {', '.join(PARTS)}")
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,8 +123,9 @@ def main() -> None:
     results["tile_majority"] = {j: list(v) for j, v in majority.items()}
 
     am = {}
-    methods = ["pixel", "regularised"] + (["prior"] if args.prior else [])
-    for layer in run.critic.layer_names:
+    methods = (args.methods.split(",") if args.methods
+               else ["pixel", "regularised"] + (["prior"] if args.prior else []))
+    for layer in run.critic.layer_names if "am" in parts else []:
         vis, sec = cpu_seconds(lambda layer=layer: visualise(run, "activation-max", None, layer=layer, methods=methods,
                                                              prior=args.prior, steps=args.am_steps, judge=True))
         vis.save(out / f"activation-max-{layer}.png")
@@ -121,7 +133,7 @@ def main() -> None:
     results["activation_max"] = am
 
     dirs = {}
-    for j in range(run.k):
+    for j in range(run.k) if "directions" in parts else []:
         gen = run.member(j).generator.requires_grad_(False)
         layer = middle_layer(gen)
         fresh = reinitialised_generator(run, 7_777_777 + j)
@@ -133,36 +145,42 @@ def main() -> None:
     results["principal_directions"] = dirs
 
     latent = {}
-    for j in range(run.k):
+    for j in range(run.k) if "latent" in parts else []:
         frozen = visualise(run, "frozen-latent", j, judge=True).numbers
         trav = visualise(run, "traversal", j, judge=True).numbers
         latent[j] = {"frozen_vs_resampled": [d["frozen_vs_resampled"] for d in frozen["dims"].values()],
                      "traversal_effect": [d["effect_per_sd"] for d in trav["dims"].values()]}
     results["latent"] = latent
 
-    cross = visualise(run, "cross-member", n=256)
-    cross.save(out / "cross-member.png")
-    results["cross_member"] = {k: cross.numbers[k] for k in ("critic_ranks_own_generator_first", "warnings",
-                                                             "share_of_critics_ranking_own_generator_first")}
+    if "cross" in parts:
+        cross = visualise(run, "cross-member", n=256)
+        cross.save(out / "cross-member.png")
+        results["cross_member"] = {k: cross.numbers[k] for k in ("critic_ranks_own_generator_first", "warnings",
+                                                                 "share_of_critics_ranking_own_generator_first")}
+    if "pictures" in parts:
+        results["cpu_seconds_member0"] = pictures(run, out, args.am_steps)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    report(results, methods)
 
+
+def pictures(run, out: Path, am_steps: int) -> dict[str, float]:
+    """Every kind of picture for member 0 (CPU seconds each), and the ones BENCHMARKS.md describes."""
     seconds = {}
     for what, options in (("samples", {}), ("medoid", {}), ("real-tile", {}), ("frozen-latent", {"judge": True}),
                           ("traversal", {"judge": True}), ("principal-directions", {"judge": True}),
                           ("cross-member", {}), ("channel-atlas", {}),
-                          ("activation-max", {"judge": True, "steps": args.am_steps})):
+                          ("activation-max", {"judge": True, "steps": am_steps})):
         vis, sec = cpu_seconds(lambda what=what, options=options: visualise(run, what, 0, **options))
         vis.save(out / f"{what}-m0.png")
         seconds[what] = round(sec, 2)
     visualise(run, "real-tile", None).save(out / "real-tile.png")
-    visualise(run, "channel-atlas", None, steps=args.am_steps).save(out / "channel-atlas.png")
-    visualise(run, "channel-atlas", 0, steps=args.am_steps, n=3, diversity=1.0).save(out / "channel-atlas-m0-div.png")
+    visualise(run, "channel-atlas", None, steps=am_steps).save(out / "channel-atlas.png")
+    visualise(run, "channel-atlas", 0, steps=am_steps, n=3, diversity=1.0).save(out / "channel-atlas-m0-div.png")
     for j in (0, 1):
         visualise(run, "principal-directions", j, judge=True).save(out / f"principal-directions-m{j}.png")
         visualise(run, "frozen-latent", j, judge=True).save(out / f"frozen-latent-m{j}.png")
         visualise(run, "traversal", j, judge=True).save(out / f"traversal-m{j}.png")
-    results["cpu_seconds_member0"] = seconds
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    report(results, methods)
+    return seconds
 
 
 def report(r: dict, methods: list[str]) -> None:
@@ -197,6 +215,27 @@ def report(r: dict, methods: list[str]) -> None:
                   f"diagonal leads its row: trained {s['trained']['dominant_rows']}/{k}, re-initialised "
                   f"{s['reinit']['dominant_rows']}/{k}; selective rows (lead > {s['bar_z']}) {s['selective_rows']}/{k}"
                   f" -> {'passes' if s['passes'] else 'fails'}; judge class = tile majority {agree}/{k}")
+    if r["principal_directions"]:
+        directions_report(r, k)
+    if r["latent"]:
+        lat = r["latent"]
+        print("\n## latent grids (judge features)")
+        print("frozen-vs-resampled (top dim), median over members: "
+              f"{statistics.median(v['frozen_vs_resampled'][0] for v in lat.values()):.2f}; traversal effect of "
+              f"the top dim per sd, median: {statistics.median(v['traversal_effect'][0] for v in lat.values()):.3f}")
+    if "cross_member" in r:
+        c = r["cross_member"]
+        print(f"\n## cross-member: critics ranking their own generator first "
+              f"{sum(c['critic_ranks_own_generator_first'])}/{k}; warnings: {len(c['warnings'])}")
+        for w in c["warnings"]:
+            print("  " + w)
+    if "cpu_seconds_member0" in r:
+        print("\n## CPU seconds per visualisation of member 0")
+        for what, s in r["cpu_seconds_member0"].items():
+            print(f"{what:>22}: {s:7.2f}")
+
+
+def directions_report(r: dict, k: int) -> None:
     print("\n## principal directions: percentile of PC1-3 among random directions (judge features)")
     print("| member | layer | z: trained | z: untrained | at layer: trained | at layer: untrained |")
     print("|---|---|---|---|---|---|")
@@ -208,20 +247,6 @@ def report(r: dict, methods: list[str]) -> None:
                                                      for key in ("z", "untrained_z", "at_layer", "untrained_at_layer"))
               + " |")
     print("top 3 all above the 95th percentile: " + ", ".join(f"{key} {v}/{k}" for key, v in counts.items()))
-    lat = r["latent"]
-    print("\n## latent grids (judge features)")
-    print("frozen-vs-resampled (top dim), median over members: "
-          f"{statistics.median(v['frozen_vs_resampled'][0] for v in lat.values()):.2f}; traversal effect of the "
-          f"top dim per sd, median: {statistics.median(v['traversal_effect'][0] for v in lat.values()):.3f}")
-    c = r["cross_member"]
-    print(f"\n## cross-member: critics ranking their own generator first {sum(c['critic_ranks_own_generator_first'])}"
-          f"/{k}; warnings: {len(c['warnings'])}")
-    for w in c["warnings"]:
-        print("  " + w)
-    print("\n## CPU seconds per visualisation of member 0")
-    for what, s in r["cpu_seconds_member0"].items():
-        print(f"{what:>22}: {s:7.2f}")
-
 
 if __name__ == "__main__":
     main()
