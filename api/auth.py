@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import Problem, not_found
-from api.models import ApiKey, Owner
-
-T = TypeVar("T")
+from api.errors import Problem
+from kgan_service.models import ApiKey, Owner
 
 KEY_PREFIX = "kgan_"
 
@@ -64,12 +61,4 @@ def owner_for_header(session: Session, authorization: str | None) -> Owner:
     if row is None:
         raise unauthorized("This API key is not known or has been revoked; check for a copying mistake "
                            "or create a new key with `kgan create-key`.")
-    return row
-
-
-def get_owned(session: Session, owner: Owner, entity: type[T], object_id: str, what: str) -> T:
-    """The row, if this owner's; otherwise a 404 — another owner's object must look absent, not forbidden."""
-    row = session.get(entity, object_id)
-    if row is None or row.owner_id != owner.id:  # type: ignore[attr-defined]
-        raise not_found(what, object_id)
     return row

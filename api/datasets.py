@@ -7,26 +7,17 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api import quotas
 from api.errors import Problem
-from api.models import Dataset, Owner, new_id
-from api.storage import ArtifactStore
 from api.uploads import ArchiveReport, archive_suffix, inspect_archive, preview_png, safe_remove
+from kgan_core.data import catalogue
+from kgan_service import quotas
+from kgan_service.artifact_folder import ArtifactStore
+from kgan_service.models import Dataset, Owner, new_id
 from kgan_service.settings import Settings
-
-POINT_BUILTINS = ("ring8", "grid25")
 
 
 def builtin_root(settings: Settings) -> Path:
-    from kgan_core.data import DEFAULT_ROOT
-
-    return settings.builtin_data_root or DEFAULT_ROOT
-
-
-# Where to put each built-in's files when the server lacks them (the loader itself decides
-# whether they are there: kgan_core.data.builtin.available_offline).
-_WHERE = {"mnist": "MNIST's IDX files in {root}/mnist", "fashion-mnist": "Fashion-MNIST's IDX files in "
-          "{root}/fashion-mnist", "lfw": "the deep-funnelled LFW in {root}/lfw-py"}
+    return catalogue.builtin_root(settings.builtin_data_root)
 
 
 def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
@@ -38,14 +29,17 @@ def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
         digits = "the 10,000 MNIST test digits shipped with the software" if mnist_folder(root) == BUNDLED_MNIST \
             else f"the MNIST digits under {root}"
         return True, f"10,000 images generated from {digits}"
-    if name not in _WHERE:
+    # Where its files go when the server lacks them; the loader itself decides whether they are
+    # there (kgan_core.data.builtin.available_offline).
+    facts = catalogue.BUILTINS.get(name)
+    if facts is None or facts.files is None:
         return (True, "generated or shipped with the software") if available_offline(name, root) else (False, "unknown")
     if name == "mnist" and mnist_folder(root) == BUNDLED_MNIST:
         return True, ("the 10,000 MNIST test digits shipped with the software "
                       f"(for all 70,000, put the IDX files in {root}/mnist)")
     if available_offline(name, root):
         return True, f"files found under {root}"
-    return False, f"not on this server: put {_WHERE[name].format(root=root)} (KGAN_BUILTIN_DATA_ROOT)"
+    return False, f"not on this server: put {facts.files.format(root=root)} (KGAN_BUILTIN_DATA_ROOT)"
 
 
 def create_builtin(session: Session, owner: Owner, store: ArtifactStore, settings: Settings, builtin: str,
@@ -110,10 +104,3 @@ def create_upload(session: Session, owner: Owner, store: ArtifactStore, settings
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return row
-
-
-def dataset_source(dataset: Dataset, store: ArtifactStore) -> str:
-    """What TrainConfig.dataset should say for this dataset."""
-    if dataset.source == "builtin":
-        return dataset.builtin or ""
-    return str(store.path(dataset.path or ""))

@@ -16,11 +16,10 @@ from pathlib import Path
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from api import quotas
-from api.auth import get_owned
 from api.errors import Problem
-from api.models import Artifact, Dataset, Job, Model, Owner
-from api.storage import ArtifactStore
+from kgan_service import quotas
+from kgan_service.artifact_folder import ArtifactStore
+from kgan_service.models import UNFINISHED, Artifact, Dataset, Job, Model, Owner, get_owned
 
 log = logging.getLogger("kgan.api")
 
@@ -44,7 +43,7 @@ class Removal:
 
 
 def _unfinished_jobs(session: Session, owner: Owner) -> list[Job]:
-    return list(session.scalars(select(Job).where(Job.owner_id == owner.id, Job.status.in_(quotas.UNFINISHED))))
+    return list(session.scalars(select(Job).where(Job.owner_id == owner.id, Job.status.in_(UNFINISHED))))
 
 
 CANCEL_OR_WAIT = "Cancel them (POST /v1/jobs/{id}/cancel) or wait for them to finish"

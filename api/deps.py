@@ -9,9 +9,9 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from api.auth import owner_for_header
-from api.models import Owner
-from api.storage import ArtifactStore
+from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.db import READ_ONLY, Database
+from kgan_service.models import Owner
 from kgan_service.settings import Settings
 
 

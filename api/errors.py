@@ -1,6 +1,7 @@
 """RFC 9457 problem details: every error a client sees is ``application/problem+json``.
 
-Handlers cover our own ``Problem`` exceptions, FastAPI's validation errors (422, listing each
+Handlers cover our own ``Problem`` exceptions, the service core's refusals
+(``kgan_service.errors``, each class with its status here), FastAPI's validation errors (422, listing each
 bad field), Starlette's HTTP errors (404 for unknown routes, 405, ...) and anything unexpected
 (500 without internals; the traceback goes to the log).
 """
@@ -19,6 +20,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kgan_service import errors as service_errors
+
 log = logging.getLogger("kgan.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -36,11 +39,30 @@ class Problem(Exception):
         self.headers, self.extra = headers, extra
 
 
+
+
+# The HTTP status of each refusal of the service core.
+SERVICE_ERROR_STATUS: dict[type[service_errors.ServiceError], int] = {
+    service_errors.NotFound: 404,
+    service_errors.JobFinished: 409,
+    service_errors.StorageUsedUp: 409,
+    service_errors.UploadOverStorageQuota: 413,
+    service_errors.IdempotencyKeyReused: 422,
+    service_errors.JobQuotaExceeded: 429,
+}
+
+
+def problem_for(error: service_errors.ServiceError) -> Problem:
+    """The problem document a refusal of the service core is answered with."""
+    headers = None
+    if isinstance(error, service_errors.JobQuotaExceeded):
+        headers = {"Retry-After": str(error.retry_after_s)}
+    return Problem(SERVICE_ERROR_STATUS[type(error)], error.title, error.detail, slug=error.slug, headers=headers,
+                   **error.extra)
+
+
 def not_found(what: str, ident: str) -> Problem:
-    # The same answer whether the object does not exist or belongs to someone else, so ids
-    # of other owners' objects cannot be probed.
-    return Problem(404, f"{what.capitalize()} not found", f"No {what} with id {ident!r} exists for your API key.",
-                   slug="not-found")
+    return problem_for(service_errors.NotFound(what, ident))
 
 
 def problem_response(status: int, title: str, detail: str, type_: str = "about:blank",
@@ -123,6 +145,10 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, exc.type, exc.headers,
                                 instance=request.url.path, **exc.extra)
+
+    @app.exception_handler(service_errors.ServiceError)
+    async def _service(request: Request, exc: service_errors.ServiceError) -> JSONResponse:
+        return await _problem(request, problem_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,13 +16,14 @@ from prometheus_client import CollectorRegistry
 from api import errors
 from api.body_limit import RequestBodyLimit
 from api.deps import CurrentOwner
-from api.jobs import reconcile_once, warm_footprint_estimates
+from api.jobs import warm_footprint_estimates
 from api.metrics import GpuMetrics, JobCollector, RequestMetrics
 from api.migrate import alembic_config
 from api.routes import artifacts, datasets, gallery, health, jobs, models
-from api.storage import ArtifactStore
 from api.uploads import sweep_stale_parts
+from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.db import READ_ONLY, Database
+from kgan_service.jobs import reconcile_once
 from kgan_service.queue import JobQueue
 from kgan_service.settings import Settings, get_settings
 from kgan_service.store import open_store

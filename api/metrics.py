@@ -12,8 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from api.models import Job
 from kgan_service.db import Database
+from kgan_service.models import Job, JobStatus
 
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86_400, 7 * 86_400)
 
@@ -23,15 +23,13 @@ class JobCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator:
-        from api.jobs import STATES
-
         with self.db.session() as session:
             counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
             finished = session.execute(select(Job.kind, Job.status, Job.started_at, Job.finished_at).where(
                 Job.started_at.is_not(None), Job.finished_at.is_not(None))).all()
         jobs = GaugeMetricFamily("kgan_jobs", "Jobs by state", labels=["state"])
-        for state in STATES:
-            jobs.add_metric([state], counts.get(state, 0))
+        for state in JobStatus:
+            jobs.add_metric([state.value], counts.get(state, 0))
         yield jobs
         durations = HistogramMetricFamily("kgan_job_duration_seconds",
                                           "Wall time from a job's first start to its end", labels=["kind", "status"])

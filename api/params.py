@@ -14,10 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from kgan_core.data import BUILTIN_DATASETS
+from kgan_core.data.catalogue import BUILTIN_NAMES
 from kgan_core.prior import PriorConfig
 from kgan_core.train import TrainConfig
 from kgan_core.visualise import VISUALISATIONS
+from kgan_service.models import JobKind
 
 SERVER_CHOSEN = frozenset({"dataset", "data_root", "device", "run", "vgg_weights"})
 
@@ -49,15 +50,15 @@ class NumbersAreNotBooleans(BaseModel):
 class DataSource(NumbersAreNotBooleans):
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str | None = Field(None, description=f"a built-in dataset: {', '.join(BUILTIN_DATASETS)}")
+    dataset: str | None = Field(None, description=f"a built-in dataset: {', '.join(BUILTIN_NAMES)}")
     dataset_id: str | None = Field(None, max_length=64, description="the id of one of your datasets (/v1/datasets)")
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.dataset is None) == (self.dataset_id is None):
             raise ValueError("give exactly one of 'dataset' (a built-in name) or 'dataset_id' (an uploaded dataset)")
-        if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:
-            raise ValueError(f"'dataset' must be a built-in dataset ({', '.join(BUILTIN_DATASETS)}); "
+        if self.dataset is not None and self.dataset not in BUILTIN_NAMES:
+            raise ValueError(f"'dataset' must be a built-in dataset ({', '.join(BUILTIN_NAMES)}); "
                              "upload your own images to /v1/datasets and pass 'dataset_id'")
         return self
 
@@ -159,4 +160,4 @@ class VisualiseJobCreate(BaseModel):
 
 # Each kind has its runner in worker/runner.py, so the API never accepts a kind no worker runs.
 JobCreate = Annotated[TrainJobCreate | PriorJobCreate | VisualiseJobCreate, Field(discriminator="kind")]
-JOB_KINDS: tuple[str, ...] = ("train", "train_prior", "visualise")
+JOB_KINDS: tuple[str, ...] = tuple(kind.value for kind in JobKind)

@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from api.storage import ArtifactStore
+from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.settings import Settings
 
 _PYPLOT = threading.Lock()

@@ -165,8 +165,8 @@ def first_key(settings: Settings) -> str | None:
     from sqlalchemy import func, select
 
     from api.auth import create_key
-    from api.models import ApiKey
     from kgan_service.db import Database
+    from kgan_service.models import ApiKey
 
     db = Database(settings)
     try:

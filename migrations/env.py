@@ -6,8 +6,8 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from api.models import Base
 from kgan_service.db import make_engine
+from kgan_service.models import Base
 from kgan_service.settings import get_settings
 
 config = context.config

@@ -155,8 +155,8 @@ def test_an_image_run_without_a_cached_judge_measures_collapse_in_pixels(tmp_pat
 
 
 def test_the_api_returns_each_members_health():
-    from api.models import Model
     from api.routes.models import model_out
+    from kgan_service.models import Model
 
     check = {"value": 0.1, "threshold": 0.5, "flagged": True, "detail": "sample diversity / tile diversity"}
     health = {"feature_space": "pixels", "members": [{"member": 0, "flags": ["collapse"],

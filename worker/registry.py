@@ -1,6 +1,6 @@
 """Each pool process keeps a row in the ``workers`` table: its device and the memory a job there
 can use, refreshed every heartbeat whether it runs a job or waits for one. Submissions compare
-a job's estimated peak memory with the live rows (api/jobs.py), so a job no running worker can
+a job's estimated peak memory with the live rows (kgan_service.workers), so a job no running worker can
 hold is refused at once instead of failing on a worker later.
 
 The device is looked at in a thread of the pool process, not in the fork hook: touching CUDA
@@ -15,10 +15,10 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from api.jobs import worker_identity
-from api.models import Worker
 from kgan_service.db import Database, utcnow
+from kgan_service.models import Worker
 from kgan_service.settings import Settings
+from kgan_service.workers import worker_identity
 from worker.memory import device_memory_bytes
 
 log = logging.getLogger("kgan.worker")

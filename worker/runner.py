@@ -1,9 +1,7 @@
-"""Running one job: claim it, keep its lease alive, train, report progress, record the result.
-
-Fencing: a claim increments the job's ``attempt`` in a transaction, and every later write
-says ``WHERE id = … AND attempt = <mine> AND status = 'running'``. A worker whose lease was
-taken over (it stalled, or the reconciler re-queued it) finds its writes refused, stops, and
-never touches the newer attempt's rows; on disk it only ever writes its own attempt folder.
+"""Running one job: claim it, keep its lease alive, run the job kind's runner (the ``RUNNERS``
+table), report progress, record the result. The job's states, the claim and its fencing are
+kgan_service.jobs'; this module does the work in between and only ever writes files into its
+own attempt's folder, so a stale worker cannot touch a newer attempt's files either.
 
 Resume: a new attempt starts from the newest checkpoint any earlier attempt left behind, so a
 killed worker loses at most one checkpoint interval.
@@ -21,22 +19,22 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select, update
-
-from api.db import Database, utcnow
-from api.jobs import dispatch, fail_if_lost_too_often, holder_is_dead, worker_identity
-from api.models import Artifact, Dataset, Job, Model
-from api.settings import Settings
-from api.storage import ArtifactStore, file_sha256
+from kgan_service import jobs as lifecycle
+from kgan_service.artifact_folder import ArtifactStore, file_sha256
+from kgan_service.db import Database, utcnow
+from kgan_service.jobs import Claim, Output
+from kgan_service.models import Artifact, Dataset, JobKind, Model
+from kgan_service.settings import Settings
+from kgan_service.workers import worker_identity
 
 log = logging.getLogger("kgan.worker")
 
 CHECKPOINT_FILES = ("checkpoint.safetensors", "run.json")
-MAX_ERROR_DETAIL_CHARS = 2000
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -48,34 +46,10 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
 
 
-OUT_OF_MEMORY_ADVICE = ("make it smaller (k, width, batch_size, image_size) or give the workers more memory "
-                        "(KGAN_WORKER_MEMORY_BYTES is what submissions are checked against)")
-
-
-def fail_oom_killed(db: Database, job_id: str, worker: str) -> bool:
-    """The kernel's OOM killer took ``worker``, the pool process running ``job_id``: fail the
-    job once instead of letting the next delivery retry it. Matches while that process is still
-    the holder, or once the API's reconciler has re-queued it (no later claim yet); a job some
-    other process has claimed since is left alone. Returns whether the job was failed."""
-    now = utcnow()
-    held_by_it = (Job.status == "running") & (Job.worker == worker)
-    requeued_after_it = (Job.status == "queued") & Job.worker.is_(None) & (Job.attempt > 0)
-    with db.session() as s:
-        done = s.execute(update(Job).where(Job.id == job_id, held_by_it | requeued_after_it).values(
-            status="failed", error_title="Out of memory", finished_at=now, eta_s=None, updated_at=now,
-            error_detail="The kernel's out-of-memory killer stopped the job's worker process; running it "
-                         f"again would run out again, so it is not retried: {OUT_OF_MEMORY_ADVICE}."))
-        return done.rowcount == 1
-
-
-@dataclass
-class Claim:
-    job_id: str
-    attempt: int
-    kind: str
-    params: dict
-    dataset_id: str | None
-    started_at: object
+def config_values(params: dict[str, Any], *source_fields: str) -> dict[str, Any]:
+    """A job's stored params as its config's own fields: the params name where the data (and
+    the model) come from, which the runner turns into paths on this worker."""
+    return {name: value for name, value in params.items() if name not in source_fields}
 
 
 class Stop:
@@ -120,81 +94,48 @@ class JobRunner:
         self.db = db or Database(settings)
         self.store = ArtifactStore(settings.artifacts)
         self.me = worker_identity()
-        self._celery = None
+        self._queue = None
 
-    def send(self, job_id: str) -> None:
+    def send(self, job_id: str, device: str | None = None) -> None:
         """Put a job's message (back) on the queue, with this runner's settings."""
-        from worker.celery_app import RUN_JOB, make_celery
+        from kgan_service.queue import JobQueue
 
-        if self._celery is None:
-            self._celery = make_celery(self.settings)
-        self._celery.send_task(RUN_JOB, args=[job_id], queue=self.settings.queue)
+        if self._queue is None:
+            self._queue = JobQueue(self.settings)
+        if device is None:
+            self._queue.send(job_id)
+        else:
+            self._queue.send(job_id, device=device)
 
-    def deadline(self, started_at):
-        return started_at + timedelta(seconds=self.settings.job_time_limit_s)
-
-    # --- claiming ----------------------------------------------------------------------
+    def deadline(self, started_at: datetime) -> datetime:
+        return lifecycle.deadline(started_at, self.settings)
 
     def claim(self, job_id: str) -> Claim | None:
-        now = utcnow()
-        with self.db.session() as s:
-            job = s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
-            if job is None:
-                log.warning("job %s does not exist; dropping its message", job_id)
-                return None
-            if job.status in ("succeeded", "failed", "cancelled"):
-                return None
-            if job.status == "running":
-                expired = job.lease_expires_at is not None and job.lease_expires_at < now
-                if not (expired or holder_is_dead(job.worker)):
-                    log.info("job %s is running on %s; dropping a duplicate message", job_id, job.worker)
-                    return None
-            if job.cancel_requested:
-                job.status, job.finished_at = "cancelled", now
-                return None
-            if job.started_at is not None and self.deadline(job.started_at) < now:
-                job.status, job.finished_at = "failed", now
-                job.error_title, job.error_detail = "Time limit reached", self.time_limit_detail()
-                return None
-            if fail_if_lost_too_often(job, self.settings, now):
-                return None
-            job.attempt += 1
-            job.status, job.worker = "running", self.me
-            # What an earlier attempt reported describes a process that is gone: until this one
-            # reports (progress.attempt then names it), the progress says only that it has not.
-            if job.attempt > 1:
-                job.progress, job.eta_s = {"reported": False}, None
-            job.heartbeat_at, job.lease_expires_at = now, now + timedelta(seconds=self.settings.lease_s)
-            job.started_at = job.started_at or now
-            return Claim(job.id, job.attempt, job.kind, dict(job.params), job.dataset_id, job.started_at)
+        return lifecycle.claim(self.db, self.settings, job_id, self.me)
 
     def fenced(self, claim: Claim, **values) -> bool:
-        """Write to the job row only if this attempt still owns it."""
-        with self.db.session() as s:
-            done = s.execute(update(Job).where(Job.id == claim.job_id, Job.attempt == claim.attempt,
-                                               Job.status == "running").values(updated_at=utcnow(), **values))
-            return done.rowcount == 1
+        """Every write of a running attempt goes through here (the lifecycle's fenced write)."""
+        return lifecycle.fenced(self.db, claim, **values)
+
+    def cancel_requested(self, claim: Claim) -> bool:
+        return lifecycle.cancel_requested(self.db, claim.job_id)
 
     # --- heartbeat -----------------------------------------------------------------------
 
     def time_limit_detail(self) -> str:
-        return (f"The job ran past this server's limit of {self.settings.job_time_limit_s} s from its first start "
-                "(KGAN_JOB_TIME_LIMIT_S); its last checkpoint is kept.")
+        return lifecycle.time_limit_detail(self.settings)
 
     def _heartbeat(self, claim: Claim, stop: Stop, finished: threading.Event) -> None:
         deadline = self.deadline(claim.started_at)
         while not finished.wait(self.settings.heartbeat_s):
             try:
-                now = utcnow()
-                if now > deadline:
+                if utcnow() > deadline:
                     stop.set("time-limit")
-                if not self.fenced(claim, heartbeat_at=now,
-                                   lease_expires_at=now + timedelta(seconds=self.settings.lease_s)):
+                if not lifecycle.heartbeat(self.db, self.settings, claim):
                     stop.set("superseded")
                     return
-                with self.db.session() as s:
-                    if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
-                        stop.set("cancelled")
+                if self.cancel_requested(claim):
+                    stop.set("cancelled")
             except Exception:  # a database blip: the lease has slack for a few missed beats
                 log.exception("heartbeat for job %s failed", claim.job_id)
 
@@ -203,7 +144,7 @@ class JobRunner:
     def run(self, job_id: str) -> str:
         if SHUTDOWN.requested:
             # This worker is going away: hand the message back untouched.
-            dispatch(self.db, self.send, job_id)
+            lifecycle.dispatch_again(self.db, self.send, job_id)
             return "requeued"
         claim = self.claim(job_id)
         if claim is None:
@@ -215,14 +156,11 @@ class JobRunner:
                                 name=f"heartbeat-{job_id}")
         beat.start()
         try:
-            if claim.kind == "train":
-                return self.run_train(claim, stop)
-            if claim.kind == "train_prior":
-                return self.run_train_prior(claim, stop)
-            if claim.kind == "visualise":
-                return self.run_visualise(claim)
-            self.fail(claim, "Unknown job kind", f"This worker cannot run jobs of kind {claim.kind!r}.")
-            return "failed"
+            runner = RUNNERS.get(claim.kind)
+            if runner is None:
+                self.fail(claim, "Unknown job kind", f"This worker cannot run jobs of kind {claim.kind!r}.")
+                return "failed"
+            return runner(self, claim, stop)
         except Exception as exc:
             return self.record_exception(claim, exc)
         finally:
@@ -244,7 +182,7 @@ class JobRunner:
             # Retrying would run out again: fail once, saying why and what to change.
             log.warning("job %s ran out of memory: %s", claim.job_id, exc)
             self.fail(claim, "Out of memory", f"The job ran out of memory on its worker ({str(exc)[:200]}); "
-                      f"{OUT_OF_MEMORY_ADVICE}.")
+                      f"{lifecycle.OUT_OF_MEMORY_ADVICE}.")
         elif isinstance(exc, DatasetError | CheckpointError | ArchitectureError | TrainingError | ValidationError
                         | PriorError | VisualisationError):
             log.info("job %s failed: %s", claim.job_id, exc)
@@ -256,11 +194,7 @@ class JobRunner:
         return "failed"
 
     def fail(self, claim: Claim, title: str, detail: str) -> None:
-        # A message may quote what the job was given; never store (and serve) more than a few lines of it.
-        if len(detail) > MAX_ERROR_DETAIL_CHARS:
-            detail = detail[:MAX_ERROR_DETAIL_CHARS] + " ... (cut)"
-        self.fenced(claim, status="failed", error_title=title[:200], error_detail=detail, finished_at=utcnow(),
-                    eta_s=None)
+        lifecycle.record_failure(self.db, claim, title, detail)
 
     def run_dir(self, claim: Claim) -> tuple[Path, int | None]:
         """This attempt's folder, seeded with the newest checkpoint of any earlier attempt, and
@@ -289,33 +223,40 @@ class JobRunner:
                 os.replace(tmp, run_dir / name)
         return run_dir, (best_step if best is not None else None)
 
-    def data_source(self, claim: Claim, params) -> str | None:
+    def data_source(self, claim: Claim, params: dict[str, Any]) -> str | None:
         """What kgan_core should load: a built-in name or the uploaded archive's path."""
-        from api.datasets import dataset_source
-
-        if params.dataset_id is None:
-            return params.dataset
+        dataset_id = params.get("dataset_id")
+        if dataset_id is None:
+            return params["dataset"]
         with self.db.session() as s:
-            dataset = s.get(Dataset, params.dataset_id)
-            source = dataset_source(dataset, self.store) if dataset else None
+            dataset = s.get(Dataset, dataset_id)
+            if dataset is None:
+                source = None
+            elif dataset.source == "builtin":
+                source = dataset.builtin or ""
+            else:
+                source = str(self.store.path(dataset.path or ""))
         if source is None:
-            self.fail(claim, "Dataset gone", f"Dataset {params.dataset_id} no longer exists.")
+            self.fail(claim, "Dataset gone", f"Dataset {dataset_id} no longer exists.")
         return source
 
     def model_dir(self, model_id: str) -> Path:
         with self.db.session() as s:
             return self.store.path(s.get(Model, model_id).run_path)
 
-    def run_train(self, claim: Claim, stop: Stop) -> str:
-        from api.datasets import builtin_root
-        from api.params import TrainParams
-        from kgan_core.train import train
+    def data_root(self) -> str:
+        from kgan_core.data.catalogue import builtin_root
 
-        params = TrainParams.model_validate(claim.params)
-        source = self.data_source(claim, params)
+        return str(builtin_root(self.settings.builtin_data_root))
+
+    def run_train(self, claim: Claim, stop: Stop) -> str:
+        from kgan_core.train import TrainConfig, train
+
+        source = self.data_source(claim, claim.params)
         if source is None:
             return "failed"
-        config = params.to_config(source, str(builtin_root(self.settings)), self.settings.worker_device)
+        config = TrainConfig(dataset=source, data_root=self.data_root(), device=self.settings.worker_device,
+                             **config_values(claim.params, "dataset", "dataset_id"))
         run_dir, resumed_from = self.run_dir(claim)
         deadline = self.deadline(claim.started_at)
         events: list[str] = []
@@ -332,12 +273,7 @@ class JobRunner:
                 "d_loss": progress.d_loss, "g_loss": progress.g_loss, "wasserstein": progress.wasserstein,
                 "tile_sizes": progress.tile_sizes, "events": events[-20:], "elapsed_s": round(progress.elapsed_s, 3),
                 **extra})
-            if not ok:
-                stop.set("superseded")
-            else:
-                with self.db.session() as s:
-                    if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
-                        stop.set("cancelled")
+            self._check_stop(claim, stop, ok)
             if utcnow() > deadline:
                 stop.set("time-limit")
             return not stop
@@ -353,86 +289,59 @@ class JobRunner:
 
     def record_stop(self, claim: Claim, stop: Stop, step: int | None = None) -> str:
         """A stopped job; ``step`` is where its last checkpoint was written (None if it has none)."""
-        now = utcnow()
         if stop.reason == "cancelled":
-            self.fenced(claim, status="cancelled", finished_at=now, eta_s=None)
+            lifecycle.record_cancelled(self.db, claim)
             return "cancelled"
         if stop.reason == "time-limit":
             self.fail(claim, "Time limit reached", self.time_limit_detail())
             return "failed"
         if stop.reason == "shutdown":
             # Back to the queue, not failed: the next attempt resumes from the checkpoint just written.
-            at_step = {} if step is None else {"step": step}
-            if not self.fenced(claim, status="queued", worker=None, lease_expires_at=None, enqueued_at=None,
-                               eta_s=None, handed_back=Job.handed_back + 1, **at_step):
+            if not lifecycle.hand_back(self.db, claim, step):
                 return "superseded"
             log.info("job %s attempt %s checkpointed for shutdown; re-queued", claim.job_id, claim.attempt)
-            dispatch(self.db, self.send, claim.job_id)
+            lifecycle.dispatch(self.db, self.send, claim.job_id, claim.params)
             return "requeued"
         return "superseded"
+
+    def output(self, kind: str, path: Path, media_type: str, member: int | None = None,
+               meta: dict | None = None) -> Output:
+        return Output(kind=kind, key=self.store.relative(path), filename=path.name, media_type=media_type,
+                      size_bytes=path.stat().st_size, sha256=file_sha256(path), member=member, meta=meta or {})
 
     def record_model(self, claim: Claim, run_dir: Path, pictures: list[tuple[str, Path, int, dict]] = ()) -> str:
         """The model row, its artifacts (with ``pictures``: (kind, path, member, meta) PNGs) and
         `succeeded`, in one fenced transaction."""
         summary = json.loads((run_dir / "run.json").read_text())
-        files = [("checkpoint", "checkpoint.safetensors", "application/octet-stream"),
-                 ("run-summary", "run.json", "application/json")]
-        hashed = [(kind, name, media, file_sha256(run_dir / name), (run_dir / name).stat().st_size)
-                  for kind, name, media in files]
-        now = utcnow()
-        with self.db.session() as s:
-            job = s.execute(select(Job).where(Job.id == claim.job_id).with_for_update()).scalar_one()
-            if job.attempt != claim.attempt or job.status != "running":
-                return "superseded"
-            model = Model(owner_id=job.owner_id, job_id=job.id, attempt=claim.attempt,
-                          run_path=self.store.relative(run_dir), k=summary["config"]["k"], step=summary["step"],
-                          dataset_kind=summary["dataset"]["kind"], item_shape=summary["dataset"]["item_shape"],
-                          config=summary["config"], spec=summary["spec"], tile_sizes=summary["tile_sizes"],
-                          tile_shares=summary["tile_shares"], metrics=summary.get("metrics", {}))
-            s.add(model)
-            s.flush()
-            for kind, name, media, sha, size in hashed:
-                meta = {"step": summary["step"], "metrics": summary.get("metrics", {})}
-                s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model.id, kind=kind, filename=name,
-                               path=self.store.relative(run_dir / name), media_type=media, size_bytes=size,
-                               sha256=sha, meta=meta))
-            for kind, path, member, meta in pictures:
-                s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model.id, member=member, kind=kind,
-                               filename=path.name, path=self.store.relative(path), media_type="image/png",
-                               size_bytes=path.stat().st_size, sha256=file_sha256(path), meta=meta))
-            job.status, job.finished_at, job.eta_s = "succeeded", now, None
-            job.step = summary["step"]
-        return "succeeded"
+        meta = {"step": summary["step"], "metrics": summary.get("metrics", {})}
+        outputs = [self.output("checkpoint", run_dir / "checkpoint.safetensors", "application/octet-stream", meta=meta),
+                   self.output("run-summary", run_dir / "run.json", "application/json", meta=meta)]
+        outputs += [self.output(kind, path, "image/png", member, meta) for kind, path, member, meta in pictures]
+        model = {"run_path": self.store.relative(run_dir), "k": summary["config"]["k"], "step": summary["step"],
+                 "dataset_kind": summary["dataset"]["kind"], "item_shape": summary["dataset"]["item_shape"],
+                 "config": summary["config"], "spec": summary["spec"], "tile_sizes": summary["tile_sizes"],
+                 "tile_shares": summary["tile_shares"], "metrics": summary.get("metrics", {})}
+        return lifecycle.record_success(self.db, claim, outputs, model=model, step=summary["step"])
 
     def register(self, claim: Claim, files: list[tuple[str, Path, str, int | None, dict]],
                  model_id: str | None) -> str:
         """Record output files as artifacts and mark the job succeeded, in one fenced transaction."""
-        hashed = [(kind, path, media, member, meta, file_sha256(path), path.stat().st_size)
-                  for kind, path, media, member, meta in files]
-        with self.db.session() as s:
-            job = s.execute(select(Job).where(Job.id == claim.job_id).with_for_update()).scalar_one()
-            if job.attempt != claim.attempt or job.status != "running":
-                return "superseded"
-            for kind, path, media, member, meta, sha, size in hashed:
-                s.add(Artifact(owner_id=job.owner_id, job_id=job.id, model_id=model_id, member=member, kind=kind,
-                               filename=path.name, path=self.store.relative(path), media_type=media,
-                               size_bytes=size, sha256=sha, meta=meta))
-            job.status, job.finished_at, job.eta_s, job.step = "succeeded", utcnow(), None, job.total
-        return "succeeded"
+        outputs = [self.output(kind, path, media, member, meta) for kind, path, media, member, meta in files]
+        return lifecycle.record_success(self.db, claim, outputs, model_id=model_id)
 
     def run_train_prior(self, claim: Claim, stop: Stop) -> str:
         """A learned image prior. It has no checkpoints, so a new attempt starts it afresh."""
-        from api.datasets import builtin_root
-        from api.params import PriorParams
-        from kgan_core.prior import train_prior
+        from kgan_core.prior import PriorConfig, train_prior
 
-        params = PriorParams.model_validate(claim.params)
+        params = claim.params
         source = self.data_source(claim, params)
         if source is None:
             return "failed"
-        run = str(self.model_dir(params.model_id)) if params.model_id else None
+        model_id = params.get("model_id")
+        run = str(self.model_dir(model_id)) if model_id else None
         vgg = str(self.settings.vgg_weights) if self.settings.vgg_weights else None
-        config = params.to_config(source, str(builtin_root(self.settings)), self.settings.worker_device, run, vgg)
+        config = PriorConfig(dataset=source, data_root=self.data_root(), device=self.settings.worker_device, run=run,
+                             vgg_weights=vgg, **config_values(params, "dataset", "dataset_id", "model_id"))
         run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -448,45 +357,51 @@ class JobRunner:
         result = train_prior(config, run_dir / "prior.safetensors", callback=report)
         if stop.event.is_set():  # not bool(stop): a shutdown asked for after the last step changes nothing
             return self.record_stop(claim, stop)
-        meta = {"metrics": result.metrics, "encoder": params.encoder, "item_shape": list(result.prior.item_shape)}
+        meta = {"metrics": result.metrics, "encoder": config.encoder, "item_shape": list(result.prior.item_shape)}
         self.fenced(claim, progress={"metrics": result.metrics})
-        return self.register(claim, [("prior", result.path, "application/octet-stream", None, meta)],
-                             params.model_id)
+        return self.register(claim, [("prior", result.path, "application/octet-stream", None, meta)], model_id)
 
-    def run_visualise(self, claim: Claim) -> str:
-        from api.params import VisualiseParams
+    def run_visualise(self, claim: Claim, stop: Stop) -> str:
+        """One visualisation of a model; it is short, so it stops only when it is superseded."""
         from kgan_core.run import load_run
         from kgan_core.visualise import options_of, visualise
 
-        params = VisualiseParams.model_validate(claim.params)
-        options = dict(params.options)
-        if params.prior_id is not None:
+        params = claim.params
+        what, member, seed = params["what"], params.get("member"), params.get("seed", 0)
+        options = dict(params.get("options") or {})
+        if params.get("prior_id") is not None:
             with self.db.session() as s:
-                options["prior"] = str(self.store.path(s.get(Artifact, params.prior_id).path))
-        if self.settings.vgg_weights and "vgg_weights" in options_of(params.what):
+                options["prior"] = str(self.store.path(s.get(Artifact, params["prior_id"]).path))
+        if self.settings.vgg_weights and "vgg_weights" in options_of(what):
             options["vgg_weights"] = str(self.settings.vgg_weights)
-        run = load_run(self.model_dir(params.model_id), device=_device(self.settings.worker_device))
-        vis = visualise(run, params.what, params.member, seed=params.seed, **options)
+        run = load_run(self.model_dir(params["model_id"]), device=_device(self.settings.worker_device))
+        vis = visualise(run, what, member, seed=seed, **options)
         run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
-        name = params.what + (f"-member{params.member}" if params.member is not None else "") + ".png"
+        name = what + (f"-member{member}" if member is not None else "") + ".png"
         png_path, _json_path = vis.save(run_dir / name)
-        meta = {"title": vis.title, "numbers": vis.numbers, "timings": vis.timings, "seed": params.seed,
-                "options": params.options}
-        files = [(params.what, png_path, "image/png", params.member, meta)]
+        meta = {"title": vis.title, "numbers": vis.numbers, "timings": vis.timings, "seed": seed,
+                "options": params.get("options") or {}}
+        files = [(what, png_path, "image/png", member, meta)]
         if vis.images is not None:  # the images the picture shows, for analysis without parsing the grid
             raw = {"title": vis.title, "shape": list(vis.images.shape), "dtype": "float32",
                    "range": "model range [-1, 1]", "axes": "rows, columns, channels, height, width"}
-            files.append((f"{params.what}-images", png_path.with_suffix(".npy"), "application/x-npy", params.member,
-                          raw))
-        return self.register(claim, files, params.model_id)
+            files.append((f"{what}-images", png_path.with_suffix(".npy"), "application/x-npy", member, raw))
+        return self.register(claim, files, params["model_id"])
 
     def _check_stop(self, claim: Claim, stop: Stop, wrote: bool) -> None:
         if not wrote:
             stop.set("superseded")
-            return
-        with self.db.session() as s:
-            if s.scalar(select(Job.cancel_requested).where(Job.id == claim.job_id)):
-                stop.set("cancelled")
+        elif self.cancel_requested(claim):
+            stop.set("cancelled")
+
+
+# The runner of each job kind: (runner, claim, stop) -> how the attempt ended. Looked up on the
+# runner when a job runs, so a kind always gets the method as the class has it then.
+RUNNERS: dict[str, Callable[[JobRunner, Claim, Stop], str]] = {
+    JobKind.TRAIN: lambda runner, claim, stop: runner.run_train(claim, stop),
+    JobKind.TRAIN_PRIOR: lambda runner, claim, stop: runner.run_train_prior(claim, stop),
+    JobKind.VISUALISE: lambda runner, claim, stop: runner.run_visualise(claim, stop),
+}
 
 
 # Drawn for every member when training succeeds, so a fetched model comes with its pictures:

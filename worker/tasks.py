@@ -134,9 +134,9 @@ class JobRequest(Request):
         return self.oom_kills_before is not None and after is not None and after > self.oom_kills_before
 
     def fail_job_for_memory(self) -> None:
-        from api.jobs import worker_identity
         from kgan_service.db import Database
-        from worker.runner import fail_oom_killed
+        from kgan_service.jobs import fail_oom_killed
+        from kgan_service.workers import worker_identity
 
         job_id = str(self.args[0]) if self.args else None
         if job_id is None:

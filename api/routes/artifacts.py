@@ -12,12 +12,11 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from api.auth import get_owned
 from api.deps import CurrentOwner, SessionDep, StoreDep
 from api.errors import Problem, not_found
-from api.models import Artifact, Owner
 from api.pagination import paginate
 from api.schemas import ArtifactOut, Page
+from kgan_service.models import Artifact, Owner, get_owned
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 

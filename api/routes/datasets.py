@@ -12,15 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import datasets as service
-from api import quotas
-from api.auth import get_owned
 from api.deletions import delete_dataset
 from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
 from api.errors import Problem, validation_problem
-from api.models import Dataset, Owner, new_id
 from api.pagination import paginate
 from api.schemas import BuiltinDatasetOut, DatasetOut, Page
 from api.uploads import receive_upload, safe_remove
+from kgan_core.data.catalogue import BUILTINS
+from kgan_service import quotas
+from kgan_service.models import Dataset, Owner, get_owned, new_id
 from kgan_service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -76,11 +76,9 @@ async def create_dataset(request: Request, owner: CurrentOwner, session: Session
             body = BuiltinCreate.model_validate_json(await request.body())
         except ValidationError as exc:
             return validation_problem([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()], request.url.path)
-        from kgan_core.data import BUILTIN_DATASETS
-
-        if body.builtin not in BUILTIN_DATASETS:
+        if body.builtin not in BUILTINS:
             raise Problem(422, "Unknown built-in dataset", f"{body.builtin!r} is not built in; choose one of "
-                          f"{', '.join(BUILTIN_DATASETS)}, or upload an archive.", slug="validation-error")
+                          f"{', '.join(BUILTINS)}, or upload an archive.", slug="validation-error")
         row = await run_in_threadpool(service.create_builtin, session, owner, store, settings, body.builtin, body.name)
     else:
         # Refuse before reading the body when the owner's storage is already full, and again
@@ -115,13 +113,10 @@ def list_datasets(owner: CurrentOwner, session: SessionDep, request: Request,
 @router.get("/builtin", response_model=list[BuiltinDatasetOut])
 def list_builtin(owner: CurrentOwner, settings: SettingsDep) -> list[BuiltinDatasetOut]:
     """Built-in datasets, and whether this server has their files."""
-    from kgan_core.data import BUILTIN_DATASETS
-
     out = []
-    for name in BUILTIN_DATASETS:
-        available, detail = service.builtin_status(name, settings)
-        kind = "points" if name in service.POINT_BUILTINS else "images"
-        out.append(BuiltinDatasetOut(name=name, kind=kind, available=available, detail=detail))
+    for facts in BUILTINS.values():
+        available, detail = service.builtin_status(facts.name, settings)
+        out.append(BuiltinDatasetOut(name=facts.name, kind=facts.kind, available=available, detail=detail))
     return out
 
 

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from sqlalchemy import select
 
-from api import jobs as service
+from api import jobs as checks
 from api.deps import CurrentOwner, SessionDep
-from api.models import Job, Model
 from api.pagination import paginate
 from api.params import JobCreate
 from api.schemas import JobError, JobOut, JobProgress, Page
+from kgan_service import jobs as lifecycle
+from kgan_service.models import Job, JobKind, JobStatus, Model
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -29,7 +30,7 @@ def job_out(job: Job, model_id: str | None) -> JobOut:
     return JobOut(
         id=job.id, kind=job.kind, status=job.status, params=job.params, dataset_id=job.dataset_id,
         attempt=job.attempt, cancel_requested=job.cancel_requested,
-        progress=JobProgress(**service.progress_view(job)),
+        progress=JobProgress(**lifecycle.progress_view(job)),
         error=JobError(title=job.error_title, detail=job.error_detail) if job.error_title else None,
         model_id=model_id, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         links=links,
@@ -44,9 +45,9 @@ def _model_id(session, job_id: str) -> str | None:
              responses={202: {"description": "accepted; poll the URL in Location"}})
 def create_job(body: JobCreate, owner: CurrentOwner, session: SessionDep, request: Request, response: Response,
                idempotency_key: IdempotencyKey = None) -> JobOut:
-    job, created = service.create_job(session, owner, body, idempotency_key, request.app.state.settings)
+    job, created = checks.create_job(session, owner, body, idempotency_key, request.app.state.settings)
     if created:
-        service.dispatch(request.app.state.db, request.app.state.send_job, job.id)
+        lifecycle.dispatch(request.app.state.db, request.app.state.send_job, job.id, job.params)
         session.refresh(job)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job, _model_id(session, job.id))
@@ -54,9 +55,9 @@ def create_job(body: JobCreate, owner: CurrentOwner, session: SessionDep, reques
 
 @router.get("", response_model=Page[JobOut])
 def list_jobs(owner: CurrentOwner, session: SessionDep, request: Request,
-              status_: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
+              status_: Annotated[Literal[tuple(s.value for s in JobStatus)] | None,  # type: ignore[valid-type]
                                  Query(alias="status")] = None,
-              kind: Annotated[Literal["train", "train_prior", "visualise"] | None, Query()] = None,
+              kind: Annotated[Literal[tuple(k.value for k in JobKind)] | None, Query()] = None,  # type: ignore[valid-type]
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Page[JobOut]:
     where = [Job.owner_id == owner.id]
@@ -72,11 +73,11 @@ def list_jobs(owner: CurrentOwner, session: SessionDep, request: Request,
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, owner: CurrentOwner, session: SessionDep) -> JobOut:
-    job = service.get_owned_job(session, owner, job_id)
+    job = lifecycle.get_owned_job(session, owner, job_id)
     return job_out(job, _model_id(session, job.id))
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def cancel_job(job_id: str, owner: CurrentOwner, session: SessionDep) -> JobOut:
-    job = service.cancel_job(session, owner, job_id)
+    job = lifecycle.cancel_job(session, owner, job_id)
     return job_out(job, _model_id(session, job.id))

@@ -12,14 +12,13 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import get_owned
 from api.deletions import delete_model
 from api.deps import CurrentOwner, SessionDep, StoreDep
 from api.errors import Problem
-from api.models import Model, Owner
 from api.pagination import paginate
 from api.render import ModelRef
 from api.schemas import MemberHealth, MemberOut, ModelOut, Page
+from kgan_service.models import Model, Owner, get_owned
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -23,8 +23,8 @@ from sqlalchemy import select
 
 from api.keys import new_key
 from api.migrate import upgrade
-from api.models import Job
 from kgan_service.db import Database
+from kgan_service.models import Job
 from kgan_service.settings import Settings
 from tests._procs import Proc, service_env, start_api, start_broker, start_worker, wait_for
 from tests._service import free_port

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
-from api.jobs import reconcile_once
 from api.keys import new_key
+from kgan_service.jobs import reconcile_once
 from kgan_service.settings import Settings
 from tests.reliability.conftest import FAST, Stack
 from tests.service.conftest import User, assert_problem
@@ -116,10 +116,11 @@ def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
     """The cap is checked again in the transaction that adds the dataset: an upload that passed the
     route's checks while another one was being received is refused once that one is stored."""
     from api import datasets as service
-    from api.errors import Problem
-    from api.models import Owner
-    from api.storage import ArtifactStore
+    from api.errors import problem_for
+    from kgan_service.artifact_folder import ArtifactStore
     from kgan_service.db import Database
+    from kgan_service.errors import UploadOverStorageQuota
+    from kgan_service.models import Owner
 
     archive = images_zip()
     stack, client = make_client(max_stored_bytes_per_owner=len(archive) + len(archive) // 2)
@@ -133,11 +134,11 @@ def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
     try:
         with db.sessions() as session:
             owner = session.scalars(select(Owner).where(Owner.name == ada.name)).one()
-            with pytest.raises(Problem) as refused:
+            with pytest.raises(UploadOverStorageQuota) as refused:
                 service.create_upload(session, owner, store, stack.settings, staged, "slow.zip", None, len(archive))
     finally:
         db.dispose()
-    assert refused.value.status == 413 and f"{len(archive)}-byte upload" in refused.value.detail
+    assert problem_for(refused.value).status == 413 and f"{len(archive)}-byte upload" in refused.value.detail
     assert sorted(p.name for p in (store.root / "datasets").iterdir()) == before and not staged.exists()
     assert client.get("/v1/datasets", headers=ada.headers).json()["total"] == 1
 
@@ -171,8 +172,8 @@ def test_a_job_over_its_time_limit_fails_and_keeps_its_checkpoint(make_client):
 
     from sqlalchemy import update
 
-    from api.models import Job
     from kgan_service.db import utcnow
+    from kgan_service.models import Job
 
     with stack.db.session() as s:
         s.execute(update(Job).where(Job.id == late).values(status="running", attempt=1, worker="gone:1",

@@ -21,9 +21,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.models import Job
 from api.supervisor import AlreadyServing, PidFile, Recorded, stop_leftovers, stop_session
 from kgan_service.db import Database
+from kgan_service.models import Job
 from kgan_service.settings import Settings
 from tests._procs import Proc, any_left, child_pids, descendants, service_env, start_time, wait_for
 from tests._service import free_port

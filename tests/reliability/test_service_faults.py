@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from api.models import Model
+from kgan_service.models import Model
 from tests._procs import wait_for
 
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from api.models import Worker
+from kgan_service.models import Worker
 from tests._procs import Proc, pid_alive, wait_for
 from tests.reliability.conftest import FAST
 from worker.memory import oom_counter_file, oom_kills

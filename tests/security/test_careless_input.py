@@ -44,8 +44,8 @@ def test_a_bad_or_unsatisfiable_range_is_a_problem_document(client, trained):
 
 
 def test_a_reclaimed_job_shows_no_progress_of_the_dead_attempt(client, alice, settings):
-    from api.models import Job
     from kgan_service.db import Database, utcnow
+    from kgan_service.models import Job
     from worker.runner import JobRunner
 
     job = client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=alice.headers).json()

@@ -12,9 +12,9 @@ import pytest
 import torch
 from sqlalchemy import delete, select
 
-from api.db import Database, utcnow
-from api.models import Worker
-from api.settings import Settings
+from kgan_service.db import Database, utcnow
+from kgan_service.models import Worker
+from kgan_service.settings import Settings
 from tests._procs import wait_for
 from tests.service.conftest import TINY_TRAIN, assert_problem
 from worker.memory import device_memory_bytes

@@ -9,8 +9,8 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from api.models import Job
 from kgan_service.db import Database
+from kgan_service.models import Job
 from tests.service.conftest import TINY_TRAIN, assert_problem
 
 
@@ -207,8 +207,8 @@ def test_openapi_declares_problems_and_the_bearer_scheme(client):
 @pytest.fixture(scope="module")
 def image_store(tmp_path_factory):
     """An artifact store holding one tiny image run (thesis net, 8 px MNIST, two steps)."""
-    from api.storage import ArtifactStore
     from kgan_core.train import TrainConfig, train
+    from kgan_service.artifact_folder import ArtifactStore
 
     store = ArtifactStore(tmp_path_factory.mktemp("render-store"))
     store.ensure()

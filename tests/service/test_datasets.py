@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from api.models import Dataset
 from kgan_service.db import Database
+from kgan_service.models import Dataset
 from tests.service.conftest import assert_problem, make_settings
 
 

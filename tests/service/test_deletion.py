@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from api import quotas
-from api.models import Owner
+from kgan_service import quotas
 from kgan_service.db import Database
+from kgan_service.models import Owner
 from tests.service.conftest import TINY_TRAIN, assert_problem, make_user
 from tests.service.test_datasets import digits, upload, zip_of
 from worker.runner import JobRunner

@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from api.db import make_engine
 from api.migrate import downgrade, upgrade
-from api.models import Base
+from kgan_service.db import make_engine
+from kgan_service.models import Base
 from tests.service.conftest import PG_ADMIN_URL
 
 TABLES = {"owners", "api_keys", "datasets", "jobs", "models", "artifacts", "workers"}

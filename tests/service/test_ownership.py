@@ -18,9 +18,9 @@ from starlette.routing import Route
 
 from api.auth import hash_token
 from api.keys import new_key
-from api.models import ApiKey
 from api.routes.gallery import GALLERY_PATHS
 from kgan_service.db import Database
+from kgan_service.models import ApiKey
 from tests.service.conftest import assert_problem
 
 PARAM = re.compile(r"{(\w+)}")

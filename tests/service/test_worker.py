@@ -12,9 +12,9 @@ from datetime import timedelta
 import redis
 from sqlalchemy import update
 
-from api.jobs import reconcile_once
-from api.models import Job, Model
 from kgan_service.db import Database, utcnow
+from kgan_service.jobs import reconcile_once
+from kgan_service.models import Job, Model
 from tests.service.conftest import TINY_TRAIN
 from worker.runner import JobRunner
 

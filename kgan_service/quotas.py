@@ -1,9 +1,9 @@
 """Per-owner resource limits: how many unfinished jobs, how many stored bytes.
 
 The caps are settings (``KGAN_MAX_QUEUED_JOBS_PER_OWNER``, ``KGAN_MAX_STORED_BYTES_PER_OWNER``);
-a request over one is refused with a problem document that says what is in use, what the cap
-is, and what to do. A job's wall-clock limit (``KGAN_JOB_TIME_LIMIT_S``) is enforced by the
-worker (worker/runner.py).
+a request over one is refused with an error (kgan_service.errors) that says what is in use, what
+the cap is, and what to do. A job's wall-clock limit (``KGAN_JOB_TIME_LIMIT_S``) is enforced
+when a worker claims it and while it runs (kgan_service.jobs).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import math
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.errors import Problem
-from api.models import Artifact, Dataset, Job, Owner
-from api.settings import Settings
-
-UNFINISHED = ("queued", "running")
+from kgan_service.errors import JobQuotaExceeded, StorageUsedUp, UploadOverStorageQuota
+from kgan_service.models import UNFINISHED, Artifact, Dataset, Job, JobStatus, Owner
+from kgan_service.settings import Settings
 
 
 def lock_owner(session: Session, owner: Owner) -> None:
@@ -41,7 +39,7 @@ def stored_bytes(session: Session, owner_id: str) -> int:
 
 def retry_after_s(session: Session, owner_id: str) -> int:
     """When a slot may free up: the soonest ETA of the owner's running jobs, else a minute."""
-    eta = session.scalar(select(func.min(Job.eta_s)).where(Job.owner_id == owner_id, Job.status == "running"))
+    eta = session.scalar(select(func.min(Job.eta_s)).where(Job.owner_id == owner_id, Job.status == JobStatus.RUNNING))
     return 60 if eta is None else max(1, min(3600, math.ceil(eta)))
 
 
@@ -50,26 +48,25 @@ def check_job_slots(session: Session, owner: Owner, settings: Settings) -> None:
     have = unfinished_jobs(session, owner.id)
     if have >= cap:
         wait = retry_after_s(session, owner.id)
-        raise Problem(429, "Too many unfinished jobs",
-                      f"You have {have} queued or running jobs; this server allows {cap} per owner "
-                      f"(KGAN_MAX_QUEUED_JOBS_PER_OWNER). Wait for one to finish (try again in about {wait} s) "
-                      "or cancel one with POST /v1/jobs/{id}/cancel.",
-                      slug="job-quota-exceeded", headers={"Retry-After": str(wait)}, limit=cap, in_use=have)
+        raise JobQuotaExceeded("Too many unfinished jobs",
+                               f"You have {have} queued or running jobs; this server allows {cap} per owner "
+                               f"(KGAN_MAX_QUEUED_JOBS_PER_OWNER). Wait for one to finish (try again in about "
+                               f"{wait} s) or cancel one with POST /v1/jobs/{{id}}/cancel.",
+                               retry_after_s=wait, limit=cap, in_use=have)
 
 
-def _storage_problem(status: int, title: str, detail: str, used: int, cap: int) -> Problem:
-    return Problem(status, title, detail + " Delete datasets and models you no longer need (DELETE "
-                   "/v1/datasets/{id}, DELETE /v1/models/{id}), or ask the server's operator to raise "
-                   "KGAN_MAX_STORED_BYTES_PER_OWNER.", slug="storage-quota-exceeded", limit=cap, in_use=used)
+STORAGE_REMEDY = (" Delete datasets and models you no longer need (DELETE /v1/datasets/{id}, DELETE "
+                  "/v1/models/{id}), or ask the server's operator to raise KGAN_MAX_STORED_BYTES_PER_OWNER.")
 
 
 def check_storage_for_job(session: Session, owner: Owner, settings: Settings) -> None:
     """A job writes checkpoints or pictures: refuse it when the owner's storage is already full."""
     cap, used = settings.max_stored_bytes_per_owner, stored_bytes(session, owner.id)
     if used >= cap:
-        raise _storage_problem(409, "Storage quota used up",
-                               f"Your datasets and job results take {used} bytes; this server allows {cap} bytes "
-                               "per owner, so a new job could not store its results.", used, cap)
+        raise StorageUsedUp("Storage quota used up",
+                            f"Your datasets and job results take {used} bytes; this server allows {cap} bytes "
+                            "per owner, so a new job could not store its results." + STORAGE_REMEDY,
+                            limit=cap, in_use=used)
 
 
 def check_storage_for_upload(session: Session, owner: Owner, settings: Settings, incoming: int) -> None:
@@ -77,6 +74,6 @@ def check_storage_for_upload(session: Session, owner: Owner, settings: Settings,
     cap, used = settings.max_stored_bytes_per_owner, stored_bytes(session, owner.id)
     if used + incoming > cap or used >= cap:
         what = f"this {incoming}-byte upload would bring them to {used + incoming}" if incoming else "that is full"
-        raise _storage_problem(413, "Storage quota exceeded",
-                               f"Your datasets and job results take {used} bytes of the {cap} bytes this server "
-                               f"allows per owner; {what}.", used, cap)
+        raise UploadOverStorageQuota("Storage quota exceeded",
+                                     f"Your datasets and job results take {used} bytes of the {cap} bytes this "
+                                     f"server allows per owner; {what}." + STORAGE_REMEDY, limit=cap, in_use=used)

@@ -1,10 +1,12 @@
-"""SQL tables. The job row is the source of truth for a job; the broker only carries its id."""
+"""SQL tables, and the values their status and kind columns take. The job row is the source of
+truth for a job; the broker only carries its id."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -19,9 +21,34 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from api.db import utcnow
+from kgan_service.db import utcnow
+from kgan_service.errors import NotFound
+
+
+class JobStatus(enum.StrEnum):
+    """queued → running → succeeded | failed | cancelled (running goes back to queued when its
+    worker is lost or hands it back at shutdown). A StrEnum: the stored values and the API's
+    JSON are these plain strings."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class JobKind(enum.StrEnum):
+    """What a job does; each kind has its runner in worker/runner.py."""
+
+    TRAIN = "train"
+    TRAIN_PRIOR = "train_prior"
+    VISUALISE = "visualise"
 
 
 class UTCDateTime(TypeDecorator):
@@ -34,7 +61,7 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime stored; use api.db.utcnow()")
+            raise ValueError("naive datetime stored; use kgan_service.db.utcnow()")
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
@@ -95,8 +122,8 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    kind: Mapped[str] = mapped_column(String(32))  # a JobKind
+    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED)  # a JobStatus
     params: Mapped[dict[str, Any]] = mapped_column()
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
     source_model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), default=None)
@@ -176,3 +203,14 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+Row = TypeVar("Row")
+
+
+def get_owned(session: Session, owner: Owner, entity: type[Row], object_id: str, what: str) -> Row:
+    """The row, if this owner's; otherwise NotFound: another owner's object must look absent, not forbidden."""
+    row = session.get(entity, object_id)
+    if row is None or row.owner_id != owner.id:  # type: ignore[attr-defined]
+        raise NotFound(what, object_id)
+    return row

@@ -1,0 +1,63 @@
+"""Worker processes as the job lifecycle and the admission check see them: who holds a job's
+lease (``host:pid``), whether that holder is gone, and the most memory a live worker offers a
+job (the ``workers`` table, which every pool process refreshes each heartbeat)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kgan_service.db import utcnow
+from kgan_service.models import Worker
+from kgan_service.settings import Settings
+
+
+def worker_identity(pid: int | None = None) -> str:
+    """The job row's ``worker``: this host and a process of it (this one by default)."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_is_dead(worker: str | None) -> bool:
+    """True when the lease holder was a process on this host that no longer exists: a worker
+    child killed mid-job, whose message Celery hands straight back. Then there is no need to
+    wait for the lease to run out."""
+    if not worker or ":" not in worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """What the admission check compares a job's estimated peak with, and where it comes from."""
+
+    limit_bytes: int
+    source: str  # for the message: which worker, or which setting
+
+
+def worker_memory(session: Session, settings: Settings) -> WorkerMemory:
+    """The most memory a live worker has for a job (its GPU's, or its KGAN_WORKER_MEMORY_BYTES on
+    a CPU), as the workers report it every heartbeat; with no live worker registered (none
+    started yet, or all gone), this server's KGAN_WORKER_MEMORY_BYTES."""
+    live_since = utcnow() - timedelta(seconds=settings.lease_s)
+    largest = session.execute(select(Worker).where(Worker.seen_at >= live_since)
+                              .order_by(Worker.memory_bytes.desc(), Worker.id).limit(1)).scalar_one_or_none()
+    if largest is None:
+        return WorkerMemory(settings.worker_memory_bytes, "a worker here has {gib} (KGAN_WORKER_MEMORY_BYTES)")
+    device = f"{largest.device} ({largest.device_name})" if largest.device_name else largest.device
+    return WorkerMemory(largest.memory_bytes, f"the largest running worker has {{gib}} on {device}")
