@@ -7,6 +7,10 @@ names that would escape a folder, links, archives inside the archive, images ove
 limit or not decodable) before it becomes a dataset. It is never extracted: kgan_core reads
 images out of it.
 
+Which names are images, which are hidden, how many bytes one image file may take and how many
+pixels one image may have are kgan_core.data.files' rules, the ones training loads the archive
+by (with KGAN_MAX_IMAGE_PIXELS as its pixel limit): an archive accepted here loads there.
+
 Memory stays bounded whatever the archive claims: an entry is read only after its first
 HEAD_BYTES show an image header, and then at most what an image of that many pixels can
 take (``entry_cap``), so a zip bomb costs a few kilobytes of reading before it is refused.
@@ -30,9 +34,9 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from api.errors import Problem
+from kgan_core.data import files as archive_rules
 from kgan_service.settings import Settings
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 # Entries with these endings are archives (or compressed files) inside the archive: refused,
 # not unpacked, so nesting can never multiply a bomb.
 NESTED_ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".zst", ".7z", ".rar",
@@ -42,8 +46,6 @@ MAX_FIELD_BYTES = 4096
 MAX_PART_HEADER_BYTES = 16 * 1024  # all the headers of one multipart part together
 MAX_PARTS = 16
 HEAD_BYTES = 64 * 1024  # enough for any PNG/GIF/BMP/WebP header and most JPEGs'
-BYTES_PER_PIXEL = 16  # no image file needs more per pixel (4 channels of 32-bit float)
-ENTRY_SLACK = 8 * 1024 * 1024  # metadata (EXIF, ICC profiles, extra frames) an image file may carry
 PREVIEW_IMAGES = 64
 
 
@@ -161,10 +163,9 @@ class ArchiveReport:
 
 
 def archive_suffix(filename: str) -> str:
-    lower = filename.lower()
-    for suffix in ARCHIVE_SUFFIXES[::-1]:  # ".tar.gz" before ".gz"-less matches
-        if lower.endswith(suffix):
-            return suffix
+    suffix = archive_rules.archive_suffix(filename)
+    if suffix is not None:
+        return suffix
     raise upload_problem("Not an archive", f"{filename!r} is not a .zip, .tar, .tar.gz or .tgz archive of images.")
 
 
@@ -183,21 +184,18 @@ def _check_name(name: str, settings: Settings) -> PurePosixPath:
 
 def entry_cap(settings: Settings, pixels: int | None = None) -> int:
     """The most bytes an image file of ``pixels`` pixels (default: the pixel limit) may take."""
-    return min(pixels if pixels is not None else settings.max_image_pixels,
-               settings.max_image_pixels) * BYTES_PER_PIXEL + ENTRY_SLACK
+    return archive_rules.max_member_bytes(settings.max_image_pixels, pixels)
 
 
 def _header_size(head: bytes, name: str, settings: Settings) -> tuple[int, int] | None:
     """(width, height) from an image's first bytes, or None if they do not show a whole header."""
     from PIL import Image
 
-    from kgan_core.data.files import FORMATS
-
     Image.init()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(head), formats=[f for f in FORMATS if f in Image.OPEN]) as image:
+            with Image.open(io.BytesIO(head), formats=[f for f in archive_rules.FORMATS if f in Image.OPEN]) as image:
                 return image.size
     except Image.DecompressionBombError as exc:
         # PIL refuses over 2x its own limit before telling the size: over ours too, unless ours is higher.
@@ -223,9 +221,7 @@ def _read_entry(f, declared: int, name: str, settings: Settings) -> bytes:
     size = _header_size(head, name, settings)
     pixels = size[0] * size[1] if size else None
     if pixels is not None and pixels > settings.max_image_pixels:
-        raise upload_problem("Unreadable or oversized image", f"{name} is {size[0]}x{size[1]} = {pixels} pixels, "
-                             f"over this server's limit of max_image_pixels={settings.max_image_pixels} "
-                             "(a decompression bomb?).")
+        raise upload_problem("Unreadable or oversized image", f"{too_many_pixels(name, *size, settings)}.")
     if size is None and len(head) < declared and not head.startswith((b"\xff\xd8", b"II*\x00", b"MM\x00*")):
         # Only JPEG (EXIF, ICC) and TIFF (IFD anywhere) may put their header past the first bytes.
         raise upload_problem("Unreadable or oversized image", f"{name} is not a readable image (its first bytes are "
@@ -239,6 +235,11 @@ def _read_entry(f, declared: int, name: str, settings: Settings) -> bytes:
         raise upload_problem("Corrupt archive", f"Entry {name!r} holds {'more' if len(data) > declared else 'fewer'} "
                              f"bytes than its header declares ({declared}).")
     return data
+
+
+def too_many_pixels(name: str, width: int, height: int, settings: Settings) -> str:
+    return (f"{archive_rules.too_many_pixels(name, width, height, settings.max_image_pixels)} "
+            "(KGAN_MAX_IMAGE_PIXELS; a decompression bomb?)")
 
 
 def nested_archive(name: str) -> Problem:
@@ -348,7 +349,6 @@ def _tar_entries(path: Path, settings: Settings) -> Iterator[tuple[str, int, obj
 
 def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveReport:
     from kgan_core.data import DatasetError
-    from kgan_core.data.files import IMAGE_SUFFIXES, decode_image
 
     suffix = archive_suffix(filename)
     if path.stat().st_size == 0:
@@ -357,13 +357,13 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
     total, n, skipped, sizes, modes, preview = 0, 0, 0, set(), set(), []
     try:
         for name, declared, opener in entries:
-            rel = _check_name(name, settings)
-            if any(p.startswith(".") for p in rel.parts):
+            _check_name(name, settings)
+            if archive_rules.is_hidden(name):
                 skipped += 1  # __MACOSX/._x.png and .DS_Store: not images, not an error
                 continue
             if _is_nested_archive(name):
                 raise nested_archive(name)
-            if rel.suffix.lower() not in IMAGE_SUFFIXES:
+            if not archive_rules.is_image_name(name):
                 skipped += 1  # READMEs and the like
                 continue
             budget = settings.max_uncompressed_bytes - total
@@ -379,7 +379,7 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
                 data = _read_entry(f, declared, name, settings)
             total += len(data)
             try:
-                image = decode_image(data, name, settings.max_image_pixels, None)
+                image = archive_rules.decode_image(data, name, settings.max_image_pixels, None)
             except DatasetError as exc:
                 raise upload_problem("Unreadable or oversized image", f"{exc}.") from exc
             n += 1
@@ -394,7 +394,7 @@ def inspect_archive(path: Path, filename: str, settings: Settings) -> ArchiveRep
                              "use an unencrypted .zip (stored or deflated) or a .tar(.gz).") from exc
     if n == 0:
         raise upload_problem("No images in the archive", f"{filename!r} holds no images ("
-                             f"{', '.join(sorted(IMAGE_SUFFIXES))}); {skipped} other files were ignored.")
+                             f"{', '.join(sorted(archive_rules.IMAGE_SUFFIXES))}); {skipped} other files were ignored.")
     return ArchiveReport(n_images=n, uncompressed_bytes=total, sizes=[list(s) for s in sorted(sizes)],
                          channels=3 if "RGB" in modes else 1, skipped=skipped, preview=preview)
 

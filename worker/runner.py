@@ -244,6 +244,14 @@ class JobRunner:
         with self.db.session() as s:
             return self.store.path(s.get(Model, model_id).run_path)
 
+    def load_data(self, source: str, image_size: int | None, channels: int | None, limit: int | None, **options):
+        """The job's data, loaded by the rules its upload was checked by: the pixel limit is this
+        server's KGAN_MAX_IMAGE_PIXELS, as it was for the upload."""
+        from kgan_core.data import load_dataset
+
+        return load_dataset(source, root=self.data_root(), image_size=image_size, channels=channels, limit=limit,
+                            max_pixels=self.settings.max_image_pixels, **options)
+
     def data_root(self) -> str:
         from kgan_core.data.catalogue import builtin_root
 
@@ -257,6 +265,8 @@ class JobRunner:
             return "failed"
         config = TrainConfig(dataset=source, data_root=self.data_root(), device=self.settings.worker_device,
                              **config_values(claim.params, "dataset", "dataset_id"))
+        data = self.load_data(config.dataset, config.image_size, config.channels, config.limit,
+                              n_points=config.n_points, seed=config.seed)
         run_dir, resumed_from = self.run_dir(claim)
         deadline = self.deadline(claim.started_at)
         events: list[str] = []
@@ -280,7 +290,7 @@ class JobRunner:
 
         started = time.perf_counter()
         # The heartbeat thread notices a cancel or a lost lease; the trainer asks after every step.
-        result = train(config, run_dir, callback=report, resume=True, should_stop=stop.__bool__)
+        result = train(config, run_dir, callback=report, resume=True, should_stop=stop.__bool__, dataset=data)
         log.info("job %s attempt %s: step %s after %.1fs (stopped=%s, %s)", claim.job_id, claim.attempt,
                  result.step, time.perf_counter() - started, result.stopped, stop.reason)
         if result.stopped:
@@ -342,6 +352,7 @@ class JobRunner:
         vgg = str(self.settings.vgg_weights) if self.settings.vgg_weights else None
         config = PriorConfig(dataset=source, data_root=self.data_root(), device=self.settings.worker_device, run=run,
                              vgg_weights=vgg, **config_values(params, "dataset", "dataset_id", "model_id"))
+        data = self.load_data(config.dataset, config.image_size, config.channels, config.limit)
         run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -354,7 +365,7 @@ class JobRunner:
             self._check_stop(claim, stop, ok)
             return not stop
 
-        result = train_prior(config, run_dir / "prior.safetensors", callback=report)
+        result = train_prior(config, run_dir / "prior.safetensors", callback=report, dataset=data)
         if stop.event.is_set():  # not bool(stop): a shutdown asked for after the last step changes nothing
             return self.record_stop(claim, stop)
         meta = {"metrics": result.metrics, "encoder": config.encoder, "item_shape": list(result.prior.item_shape)}

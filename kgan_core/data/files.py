@@ -4,6 +4,10 @@ Archives are read in memory (never extracted, so no path in them can escape anyw
 links and special members are refused, and every image is fully decoded inside a try so a
 truncated or fake file is reported by name at load time rather than mid-training.
 
+The archive rules here (which names are images, which are hidden, how many bytes one image
+file may take, how many pixels one image may have) are also what the service checks an upload
+against (api/uploads.py), so an archive the service accepts is one training loads.
+
 Labels: when every image sits in a sub-folder (below any folders all of them share, so
 ``faces/cats/x.png`` and ``faces/dogs/y.png`` count), the label is the index of that
 first sub-folder in sorted order and ``classes`` holds the names; otherwise no labels.
@@ -34,6 +38,9 @@ from kgan_core.data.preprocess import fit_square
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+DEFAULT_MAX_PIXELS = 4096 * 4096  # per image: the decompression-bomb guard, unless a caller sets its own
+BYTES_PER_PIXEL = 16  # no image file needs more per pixel (4 channels of 32-bit float)
+FILE_SLACK_BYTES = 8 * 1024 * 1024  # metadata (EXIF, ICC profiles, extra frames) an image file may carry
 # Only the decoders these suffixes need: PIL's rarer formats are a needless attack surface.
 # (Multi-picture JPEGs from phones open through the JPEG plugin; older Pillows name it MPO.)
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "WEBP", "TIFF")
@@ -47,25 +54,38 @@ Members = list[tuple[str, Callable[[], bytes]]]
 
 
 def is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+    return archive_suffix(path.name) is not None
+
+
+def archive_suffix(filename: str) -> str | None:
+    """The archive kind a file name says (".tar.gz" before ".gz"-less matches), or None."""
+    lower = filename.lower()
+    return next((suffix for suffix in ARCHIVE_SUFFIXES[::-1] if lower.endswith(suffix)), None)
 
 
 def _parts(name: str) -> tuple[str, ...]:
     return tuple(p for p in PurePosixPath(name).parts if p != "/")
 
 
-def _hidden(name: str) -> bool:
-    # Also skips macOS' __MACOSX/._x.png resource forks and any "..".
+def is_hidden(name: str) -> bool:
+    """A member that is skipped, not loaded: any part of its path starts with a dot (.DS_Store,
+    "..") or is macOS' __MACOSX folder of resource forks."""
     return any(part.startswith(".") or part == "__MACOSX" for part in _parts(name))
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def max_member_bytes(max_pixels: int) -> int:
-    """The largest file an image within ``max_pixels`` can need (uncompressed 16-bit RGBA), plus headers."""
-    return max_pixels * 8 + (1 << 20)
+def max_member_bytes(max_pixels: int, pixels: int | None = None) -> int:
+    """The largest file an image of ``pixels`` pixels (default: ``max_pixels``, and never more)
+    may take: every pixel at its widest plus metadata."""
+    return min(pixels if pixels is not None else max_pixels, max_pixels) * BYTES_PER_PIXEL + FILE_SLACK_BYTES
+
+
+def too_many_pixels(where: str, width: int, height: int, max_pixels: int) -> str:
+    """What is said of an image over the pixel limit, by the loader and by the upload check alike."""
+    return f"{where} is {width}x{height} = {width * height} pixels, over the limit of max_pixels={max_pixels}"
 
 
 def _too_big(where: str, size: int, limit: int) -> DatasetError:
@@ -95,13 +115,13 @@ def open_members(path: Path, max_bytes: int) -> Iterator[tuple[Members, list[str
 def _folder_members(folder: Path, max_bytes: int) -> tuple[Members, list[str]]:
     members, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         for filename in filenames:
             path = Path(dirpath) / filename
             rel = path.relative_to(folder).as_posix()
-            if _hidden(filename):
+            if is_hidden(filename):
                 continue
-            if not _is_image_name(rel) or not path.is_file():
+            if not is_image_name(rel) or not path.is_file():
                 skipped.append(rel)
                 continue
             try:
@@ -127,11 +147,11 @@ def _zip_members(path: Path, archive: zipfile.ZipFile, max_bytes: int) -> tuple[
     members, skipped = {}, []
     for info in archive.infolist():
         name = info.filename
-        if info.is_dir() or _hidden(name):
+        if info.is_dir() or is_hidden(name):
             continue
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise DatasetError(f"{name} in {path} is a symbolic link; archives must hold plain image files")
-        if not _is_image_name(name):
+        if not is_image_name(name):
             skipped.append(name)
             continue
         if info.file_size > max_bytes:
@@ -158,14 +178,14 @@ def _tar_members(path: Path, max_bytes: int) -> tuple[Members, list[str]]:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 current = member.name
-                if member.isdir() or _hidden(member.name):
+                if member.isdir() or is_hidden(member.name):
                     continue
                 if member.issym() or member.islnk():
                     raise DatasetError(f"{member.name} in {path} is a link; archives must hold plain image files")
                 if not member.isfile():
                     raise DatasetError(f"{member.name} in {path} is not a regular file; archives must hold "
                                        "plain image files")
-                if not _is_image_name(member.name):
+                if not is_image_name(member.name):
                     skipped.append(member.name)
                     continue
                 if member.size > max_bytes:
@@ -210,8 +230,7 @@ def _open(data: bytes, where: str, max_pixels: int) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
     w, h = image.size
     if w * h > max_pixels:
-        raise DatasetError(f"{where} is {w}x{h} = {w * h} pixels, over the limit of max_pixels={max_pixels}; "
-                           "raise max_pixels if it is a genuine image")
+        raise DatasetError(f"{too_many_pixels(where, w, h, max_pixels)}; raise max_pixels if it is a genuine image")
     return image
 
 
@@ -244,7 +263,7 @@ def _native_mode(image: Image.Image) -> str:
     return "RGB"
 
 
-def decode_image(data: bytes, where: str, max_pixels: int = 4096 * 4096, size: int | None = None,
+def decode_image(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS, size: int | None = None,
                  mode: str | None = None) -> Image.Image:
     """Bytes -> a fully decoded PIL image in ``mode`` ("L"/"RGB"; None: the image's own, grey or colour).
 
@@ -289,7 +308,7 @@ def labels_from_names(names: list[str]) -> tuple[torch.Tensor | None, tuple[str,
 
 
 def image_collection(path: Path, *, name: str | None = None, image_size: int | None = None,
-                     channels: int | None = None, max_pixels: int = 4096 * 4096,
+                     channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                      limit: int | None = None) -> Dataset:
     """Every image file in a folder or archive, in sorted path order, as one uint8 tensor."""
     mode = {None: None, 1: "L", 3: "RGB"}[channels]
