@@ -48,8 +48,9 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def config_values(params: dict[str, Any], *source_fields: str) -> dict[str, Any]:
     """A job's stored params as its config's own fields: the params name where the data (and
-    the model) come from, which the runner turns into paths on this worker."""
-    return {name: value for name, value in params.items() if name not in source_fields}
+    the model) come from, which the runner turns into paths on this worker, and the kind of
+    worker they prefer (which only picked the queue: this worker trains on its own device)."""
+    return {name: value for name, value in params.items() if name not in (*source_fields, "device")}
 
 
 class Stop:
