@@ -268,11 +268,13 @@ def _wrap(text: str, font, width: int) -> list[str]:
     """text in lines no wider than width pixels, broken at " · " first, then at spaces."""
     lines: list[str] = []
     for part in text.split(" · "):
-        for word in part.split(" "):
+        # By position, not identity: `word is part.split(" ")[0]` held only for interned one-letter
+        # words, so most separators were dropped and "samples · all 10 members" read "samples all 10 members".
+        for position, word in enumerate(part.split(" ")):
             if not lines:
                 lines.append(word)
                 continue
-            glue = " · " if word is part.split(" ")[0] else " "
+            glue = " · " if position == 0 else " "
             if _text_size(lines[-1] + glue + word, font)[0] <= width:
                 lines[-1] += glue + word
             else:
@@ -285,7 +287,8 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
                   captions: list[list[str]] | None = None, padding: int = 2, min_cell: int = 64) -> Image.Image:
     """A (rows, cols, C, H, W) grid of model-range images with row labels on the left, column
     labels on top and a title line above everything; ``captions[r][c]`` (e.g. a value) is
-    written under cell (r, c).
+    written under cell (r, c). A row label may hold several lines ("\n"): a row grows to fit
+    them, so a label never runs into the next row's.
 
     Pixels use ``to_uint8``'s fixed mapping, so the same value is the same grey in every
     panel and for every member. Small images are enlarged by an integer factor (nearest
@@ -307,8 +310,10 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
     ch, cw = h * scale, w * scale
     font, title_font = _font(), _font(LABEL_FONT_SIZE + 2)
     line = _text_size("Ag", font)[1] + 4
-    left = max([_text_size(t, font)[0] for t in row_labels or []], default=0)
+    label_lines = [text.split("\n") for text in row_labels or []]
+    left = max([_text_size(t, font)[0] for lines in label_lines for t in lines], default=0)
     left = left + 8 if row_labels else 0
+    rh = max([ch] + [len(lines) * line for lines in label_lines])  # a row: its cells, or its label if taller
     top_cols = line if col_labels else 0
     if captions is not None and (len(captions) != rows or any(len(r) != cols for r in captions)):
         raise ValueError(f"captions must be {rows} rows of {cols} strings")
@@ -320,7 +325,7 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
     title_line = _text_size("Ag", title_font)[1] + 3
     top_title = len(title_lines) * title_line + 6 if title else 0
     width = max([left + grid_w] + [_text_size(t, title_font)[0] + 8 for t in title_lines])
-    height = top_title + top_cols + rows * (ch + cap + padding) + padding
+    height = top_title + top_cols + rows * (rh + cap + padding) + padding
     mode = "L" if c == 1 else "RGB"
     canvas = Image.new(mode, (width, height), BACKGROUND if c == 1 else (BACKGROUND,) * 3)
     for i in range(rows * cols):
@@ -328,7 +333,7 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
         tile = pixels[i].permute(1, 2, 0).numpy()
         tile_img = Image.fromarray(tile[:, :, 0] if c == 1 else tile, mode=mode)
         x0 = left + padding + col * (cw + padding) + (cw - w * scale) // 2
-        canvas.paste(tile_img, (x0, top_title + top_cols + padding + r * (ch + cap + padding)))
+        canvas.paste(tile_img, (x0, top_title + top_cols + padding + r * (rh + cap + padding) + (rh - ch) // 2))
     from PIL import ImageDraw
 
     draw = ImageDraw.Draw(canvas)
@@ -339,14 +344,15 @@ def labelled_grid(images: torch.Tensor, *, row_labels: list[str] | None = None,
         tw = _text_size(text, font)[0]
         x = left + padding + col * (cw + padding) + max(0, (cw - tw) // 2)
         draw.text((x, top_title + 1), text, fill=ink, font=font)
-    for r, text in enumerate(row_labels or []):
-        y = top_title + top_cols + padding + r * (ch + cap + padding) + max(0, (ch - line) // 2)
-        draw.text((2, y), text, fill=ink, font=font)
+    for r, lines in enumerate(label_lines):
+        y = top_title + top_cols + padding + r * (rh + cap + padding) + max(0, (rh - len(lines) * line) // 2)
+        for i, text in enumerate(lines):
+            draw.text((2, y + i * line), text, fill=ink, font=font)
     for r, row in enumerate(captions or []):
         for col, text in enumerate(row):
             tw = _text_size(text, font)[0]
             x = left + padding + col * (cw + padding) + max(0, (cw - tw) // 2)
-            draw.text((x, top_title + top_cols + padding + r * (ch + cap + padding) + ch + 1), text, fill=ink,
+            draw.text((x, top_title + top_cols + padding + r * (rh + cap + padding) + rh + 1), text, fill=ink,
                       font=font)
     canvas.info["kgan_labels"] = {"title": title, "rows": list(row_labels or []), "cols": list(col_labels or []),
                                   "captions": [list(r) for r in captions or []]}

@@ -18,6 +18,7 @@ from kgan_core.render import (
     TITLE_MIN_WIDTH,
     _font,
     _text_size,
+    _wrap,
     labelled_grid,
     member_colour,
     points_bounds,
@@ -176,3 +177,31 @@ def test_the_ensemble_plot_zooms_on_every_member():
     assert Image.open(io.BytesIO(with_zoom)).size[1] > Image.open(io.BytesIO(without)).size[1]
     for j in samples:
         assert pixels_near(with_zoom, member_colour(j)) > pixels_near(without, member_colour(j))
+
+
+def test_a_wrapped_title_keeps_every_separator():
+    title = "samples · all 10 members · seed 0 · step 500 · 8 per member, same z for every member"
+    font = _font(14)
+    assert _wrap(title, font, 10_000) == [title]
+    narrow = _wrap(title, font, 200)
+    # A break at a separator starts the next line with it ("· seed 0"), a break between words
+    # starts it with the word: either way the lines joined by spaces are the title again.
+    assert len(narrow) > 1 and " ".join(narrow) == title
+
+
+def ink_rows(image: Image.Image, left: int, right: int) -> np.ndarray:
+    band = np.asarray(image.convert("L"))[:, left:right]
+    return (band < 128).any(1)
+
+
+def test_a_row_label_of_several_lines_makes_its_row_tall_enough():
+    # 8 px cells, no enlargement: three lines of label are taller than the cell they label.
+    images = torch.ones(2, 2, 1, 8, 8)
+    one_line = labelled_grid(images, row_labels=["a", "b"], scale=1)
+    three = labelled_grid(images, row_labels=["member 0\n8 at random\nlabels 1: 70%", "nearest"], scale=1)
+    line = _text_size("Ag", _font())[1] + 4
+    assert three.height >= one_line.height + 2 * line
+    inked = ink_rows(three, 0, 20)
+    starts = np.flatnonzero(np.diff(inked.astype(int)) == 1)
+    assert len(starts) == 4, "three lines for the first row and one for the second, none drawn over another"
+    assert three.info["kgan_labels"]["rows"][0] == "member 0\n8 at random\nlabels 1: 70%"
