@@ -53,10 +53,12 @@ def test_labelled_grid_round_trips_through_png():
     assert png_labels(labelled_png_bytes(grid)) == {"title": "t", "rows": ["a", "b"], "cols": ["x", "y", "z"],
                                                     "captions": []}
     pixels = torch.from_numpy(np.array(decoded))
-    # The last cell, in the bottom row (centred under its column label), holds the last 8x8
-    # block, mapped by to_uint8.
+    # The last cell, in the bottom row (centred under its column label, and vertically in a row
+    # as tall as its label), holds the last 8x8 block, mapped by to_uint8.
     last = to_uint8(images[1, 2])[0]
-    assert any(torch.equal(pixels[-10:-2, x:x + 8], last) for x in range(pixels.shape[1] - 7))
+    height, width = pixels.shape
+    assert any(torch.equal(pixels[y:y + 8, x:x + 8], last) for y in range(height - 30, height - 7)
+               for x in range(width - 7))
 
 
 def test_the_same_value_gets_the_same_grey_in_every_panel():
@@ -218,3 +220,64 @@ def test_point_runs_get_scatter_samples_matrices_and_curves_and_a_clear_no_for_i
     assert visualise(run, "training-curves").numbers["logged_steps"] == len(run.history)
     with pytest.raises(VisualisationError, match="models 2-D points"):
         visualise(run, "medoid", 0)
+
+
+def test_real_tile_rows_say_what_they_show_and_the_whole_label_mix(run):
+    from kgan_core.visualise.real_tile import _mix
+
+    # A colon between label and share ("1 70%" reads as 170 %), and what the named labels leave.
+    mix = {"1": 0.70, "2": 0.08, "7": 0.05, "3": 0.04, "4": 0.03, "9": 0.10}
+    assert _mix(mix) == "labels 1: 70%, 2: 8%, 7: 5%, 3: 4%, other 13%"
+    assert _mix({"0": 1.0}) == "labels 0: 100%"
+    vis = visualise(run, "real-tile", 1, n=5)
+    size = vis.numbers["members"]["1"]["tile_size"]
+    random_row, nearest_row = (label.split("\n") for label in png_labels(vis.png())["rows"])
+    assert random_row[0].startswith("member 1 (") and random_row[1] == f"5 at random of its {size:,}"
+    assert random_row[2].startswith("labels ")
+    assert nearest_row == [random_row[0], "the 5 nearest to its point mass"]
+
+
+def test_cross_member_frames_each_critics_own_generator(run):
+    vis = visualise(run, "cross-member", n=8, seed=0)
+    pixels = np.asarray(vis.image.convert("RGB")).astype(int)
+    black = (pixels.sum(-1) == 0)
+    # Text never draws a black line 40 px long; each framed cell has three rows of them on top
+    # and three at the bottom.
+    runs = 0
+    for row in black:
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(int), [0]])))
+        runs += int(((edges[1::2] - edges[::2]) >= 40).sum())
+    assert runs == 6 * run.k
+    assert "framed: each critic on its own generator" in vis.title
+
+
+def test_the_training_curves_legend_fits_ten_members():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from kgan_core.visualise.curves import _legend_within
+
+    fig, ax = plt.subplots(figsize=(7.2, 5.4), dpi=90)
+    for j in range(10):
+        ax.plot([0, 1], [j, j], label=f"member {j}")
+    rows = _legend_within(fig, *ax.get_legend_handles_labels())
+    extent = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+    assert rows >= 2 and extent.x0 >= 0 and extent.x1 <= fig.get_window_extent().width
+    plt.close(fig)
+
+
+def test_latent_titles_say_what_an_effect_is_measured_in(run):
+    for what in ("frozen-latent", "traversal"):
+        options = {"n": 3} if what == "frozen-latent" else {"steps": 3}
+        vis = visualise(run, what, 0, dims=[1], judge=False, **options)
+        assert "in units of the distance between two random samples" in png_labels(vis.png())["title"]
+
+
+def test_medoid_prints_how_far_apart_its_images_are(run):
+    vis = visualise(run, "medoid", 0, n=16)
+    numbers = vis.numbers["members"]["0"]
+    assert png_labels(vis.png())["captions"] == [[f"to m {numbers['rms_mean_to_point_mass']:.3f}",
+                                                  f"to mean {numbers['rms_medoid_to_mean']:.3f}",
+                                                  f"to medoid {numbers['rms_medoid_to_point_mass']:.3f}"]]

@@ -24,6 +24,9 @@ from kgan_core.visualise.base import Visualisation, bounded_int, rounded, tile_i
 
 _BLUE, _GREY, _RED = torch.tensor([0.1, 0.25, 0.8]), torch.tensor([0.82, 0.82, 0.82]), torch.tensor([0.8, 0.1, 0.1])
 _PALE, _DARK = torch.tensor([0.98, 0.9, 0.55]), torch.tensor([0.25, 0.05, 0.4])
+# Cells are drawn this many pixels wide before labelled_grid enlarges them (3x to 48 px): the
+# diagonal's one-pixel frame becomes three.
+DIAGONAL_CELL = 16
 
 
 def fitted_colours(matrix: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -90,11 +93,19 @@ def cross_member(run, member: int | None = None, *, seed: int = 0, n: int = 64) 
     cells, legend = fitted_colours(relative)
     warn = f" · WARNING: {len(prefers_fakes)} critic(s) prefer their samples to real data" if prefers_fakes else ""
     title = title_for(run, "cross-member", member, seed,
-                      f"row i: D_i(G_j) - D_i(own tile), in D_i's tile spreads; {n} samples each; {legend}{warn}")
+                      f"row i: D_i(G_j) - D_i(own tile), in D_i's tile spreads; {n} samples each; {legend}; "
+                      f"framed: each critic on its own generator; own first: D_i scores G_i's samples above every "
+                      f"other G_j's{warn}")
     captions = [[f"{float(v):+.2f}" + ("!" if i == j and i in prefers_fakes else "") for j, v in enumerate(row)]
                 for i, row in enumerate(relative)]
-    rows = [f"D_{i}" + (" <" if i == member else "") + (" first: own" if row_first[i] else "") for i in range(k)]
-    image = labelled_grid(cells.expand(k, k, 3, 8, 8), row_labels=rows,
+    rows = [f"D_{i}" + (" <" if i == member else "") + (" own first" if row_first[i] else "") for i in range(k)]
+    # The diagonal is what the matrix is read against: a black frame marks it, so D_i's own cell
+    # is found without counting columns.
+    grid = cells.expand(k, k, 3, DIAGONAL_CELL, DIAGONAL_CELL).clone()
+    for i in range(k):
+        grid[i, i, :, [0, -1], :] = -1.0
+        grid[i, i, :, :, [0, -1]] = -1.0
+    image = labelled_grid(grid, row_labels=rows,
                           col_labels=[f"G_{j}" + ("*" if j == member else "") for j in range(k)],
                           captions=captions, title=title, min_cell=48)
     vis = Visualisation("cross-member", member, seed, title, image, numbers)

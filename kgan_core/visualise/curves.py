@@ -14,6 +14,21 @@ from kgan_core.visualise.base import Visualisation, rounded, title_for
 from kgan_core.visualise.errors import VisualisationError
 
 
+def _legend_within(fig, handles: list, labels: list[str]) -> int:
+    """Put the legend under the panels with as many columns as fit the figure's width (six columns
+    of "member j" ran past both edges at ten members, cutting off member 0's line and member 9's
+    name); returns its number of rows."""
+    fig_width = fig.get_window_extent().width
+    renderer = fig.canvas.get_renderer()
+    ncol = max(1, min(len(labels), 6))
+    while True:
+        legend = fig.legend(handles, labels, loc="lower center", fontsize=9, ncol=ncol, frameon=False)
+        if ncol == 1 or legend.get_window_extent(renderer).width <= fig_width - 4:
+            return -(-len(labels) // ncol)
+        legend.remove()
+        ncol -= 1
+
+
 def training_curves(run, member: int | None = None, *, seed: int = 0) -> Visualisation:
     if member is not None:
         run.check_member(member)
@@ -39,9 +54,8 @@ def training_curves(run, member: int | None = None, *, seed: int = 0) -> Visuali
         ax.tick_params(labelsize=9)
     for ax in axes[-1]:
         ax.set_xlabel("step", fontsize=10)
-    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", fontsize=9,
-               ncol=min(run.k, 6), frameon=False)
-    rows = -(-min(run.k, 99) // 6) if member is None else 1
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    rows = _legend_within(fig, handles, labels)
     fig.tight_layout(rect=(0, 0.045 * rows, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -31,6 +31,9 @@ from kgan_core.visualise.base import (
 from kgan_core.visualise.effects import FeatureSpace, feature_space, path_effect, sample_spread
 from kgan_core.visualise.errors import OptionError
 
+# What the number on every row means; a bare "effect 0.21/sd" names no unit.
+EFFECT_KEY = "effect: change per sd of the dim, in units of the distance between two random samples,"
+
 
 def dim_effects(space: FeatureSpace, generator, latent_dim: int, seed: int, spread: float,
                 n_base: int = 8, step: float = 2.0) -> torch.Tensor:
@@ -88,7 +91,9 @@ def frozen_latent(run, member: int | None = None, *, seed: int = 0, dims=None, v
         labels += [f"z[{d}] = {v:+.1f}" + (f"  effect {float(effects[d]):.2f}/sd, frozen/resampled {ratio:.2f}"
                                            if k == 0 else "") for k, v in enumerate(values)]
     title = title_for(run, "frozen latent", member, seed,
-                      f"rows: one dim frozen; columns: the other dims sampled; effects in {space.name}")
+                      f"rows: one dim frozen; columns: the other dims sampled; {EFFECT_KEY} in {space.name}; "
+                      "frozen/resampled: how far the frozen values move the images over how far resampling the "
+                      "other dims does")
     grid = images.reshape(len(dims) * len(values), n, *images.shape[3:])
     image = labelled_grid(grid, row_labels=labels, col_labels=[f"sample {i}" for i in range(n)], title=title)
     return Visualisation("frozen-latent", member, seed, title, image, numbers, images=grid)
@@ -116,7 +121,8 @@ def traversal(run, member: int | None = None, *, seed: int = 0, dims=None, steps
                "dims": {str(d): rounded({"effect_per_sd": float(effects[d]), "effect_in_this_row": float(shown[i])})
                         for i, d in enumerate(dims)}}
     title = title_for(run, "traversal", member, seed,
-                      f"rows: dims; columns: -{span:g}..{span:g} sd around a base z; effects in {space.name}")
+                      f"rows: dims; columns: -{span:g}..{span:g} sd around a base z; {EFFECT_KEY} in {space.name} "
+                      "(this row: along this row's base z only)")
     rows = [f"z[{d}]  effect {float(effects[d]):.2f}/sd (this row {float(shown[i]):.2f})" for i, d in enumerate(dims)]
     image = labelled_grid(images, row_labels=rows,
                           col_labels=[f"{v:+.1f} sd" for v in offsets.tolist()], title=title)

@@ -42,10 +42,18 @@ def label_histogram(run, member: int) -> dict[str, float] | None:
     return {names[int(i)]: float(counts[i]) / rows.numel() for i in order if counts[i] > 0}
 
 
-def _mix(histogram: dict[str, float] | None, top: int = 3) -> str:
+def _mix(histogram: dict[str, float] | None, top: int = 4) -> str:
+    """The tile's label mix as "labels 9: 40%, 7: 29%, 4: 25%, other 6%": a colon between label
+    and share (digit labels run into their percentages otherwise: "1 70%" reads as 170 %), and
+    the share of every label not named, so a mixed tile cannot look pure."""
     if not histogram:
         return ""
-    return ", ".join(f"{name} {100 * share:.0f}%" for name, share in list(histogram.items())[:top])
+    named = list(histogram.items())[:top]
+    rest = 1.0 - sum(share for _, share in named)
+    parts = [f"{name}: {100 * share:.0f}%" for name, share in named]
+    if len(histogram) > top:
+        parts.append(f"other {100 * rest:.0f}%")
+    return "labels " + ", ".join(parts)
 
 
 def real_tile(run, member: int | None = None, *, seed: int = 0, n: int | None = None) -> Visualisation:
@@ -71,12 +79,15 @@ def real_tile(run, member: int | None = None, *, seed: int = 0, n: int | None = 
             "distances_to_point_mass_random": dist[drawn].tolist(),
             "mean_distance_in_tile": float(dist.mean()) if count else None,
         })
-        for picked, kind in ((drawn, "random"), (nearest, "nearest to m")):
+        head = f"member {j} ({100 * share:.1f}% of the data)"
+        for picked, kind in ((drawn, f"{drawn.numel()} at random of its {count:,}"),
+                             (nearest, f"the {nearest.numel()} nearest to its point mass")):
             chosen = items[picked]
             blank = torch.ones(n - chosen.shape[0], *run.item_shape, device=items.device)  # a small tile: white cells
             rows.append(torch.cat([chosen, blank]))
-            head = f"member {j} ({100 * share:.1f}%)" + (f": {_mix(histogram)}" if histogram else "")
-            labels.append(f"{head} · {kind}" if kind == "random" else kind)
+            # Every row names its member and what it shows; the label mix goes with the random row,
+            # the one it describes.
+            labels.append("\n".join([head, kind] + ([_mix(histogram)] if histogram and picked is drawn else [])))
     grid = torch.stack(rows)
     image = labelled_grid(grid, row_labels=labels, col_labels=[str(i) for i in range(n)], title=title)
     return Visualisation("real-tile", member, seed, title, image, numbers, images=grid)
