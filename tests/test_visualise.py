@@ -269,10 +269,12 @@ def test_the_training_curves_legend_fits_ten_members():
 
 
 def test_latent_titles_say_what_an_effect_is_measured_in(run):
-    for what in ("frozen-latent", "traversal"):
-        options = {"n": 3} if what == "frozen-latent" else {"steps": 3}
-        vis = visualise(run, what, 0, dims=[1], judge=False, **options)
+    cases = {"frozen-latent": {"dims": [1], "n": 3}, "traversal": {"dims": [1], "steps": 3},
+             "principal-directions": {"components": 2, "random": 2, "shown_random": 1, "n_base": 2}}
+    for what, options in cases.items():
+        vis = visualise(run, what, 0, judge=False, **options)
         assert "in units of the distance between two random samples" in png_labels(vis.png())["title"]
+    assert "% var)" in png_labels(vis.png())["rows"][0] and "." in png_labels(vis.png())["rows"][0].split("%")[0]
 
 
 def test_medoid_prints_how_far_apart_its_images_are(run):

@@ -38,7 +38,7 @@ from kgan_core.visualise.base import (
     seeded,
     title_for,
 )
-from kgan_core.visualise.effects import feature_space, path_effect, percentile, sample_spread
+from kgan_core.visualise.effects import EFFECT_KEY, feature_space, path_effect, percentile, sample_spread
 from kgan_core.visualise.errors import LayerNameError
 
 
@@ -226,8 +226,11 @@ def principal_directions(run, member: int | None = None, *, seed: int = 0, compo
     }
     where = f"at {layer}" if layer else f"in z (PCA at {numbers['pca_layer']})"
     title = title_for(run, "principal directions", member, seed,
-                      f"{where} vs {random} random; columns -{span:g}..{span:g} sd; effects in {space.name}")
-    rows = [f"PC{i + 1} ({100 * float(explained[i]):.0f}% var)  effect {float(pc_effect[i]):.2f}/sd, "
+                      f"{where} vs {random} random; columns -{span:g}..{span:g} sd; {EFFECT_KEY} in {space.name}, "
+                      f"over {n_base} base z (the row shows the first); pct: its percentile among the {random} random "
+                      "directions' effects")
+    # One decimal: at whole percents every component of a flat spectrum printed "2% var".
+    rows = [f"PC{i + 1} ({100 * float(explained[i]):.1f}% var)  effect {float(pc_effect[i]):.2f}/sd, "
             f"{pct[i]:.0f}th pct" for i in range(components)]
     rows += [f"random {i + 1}  effect {float(v):.2f}/sd" for i, v in enumerate(rand_effect[:shown_random])]
     grid = images[0, :components + shown_random]

@@ -18,6 +18,10 @@ import torch
 
 from kgan_core.visualise.base import generate, seeded
 
+# What the number on a latent picture's row means, for its title; a bare "effect 0.21/sd"
+# names no unit.
+EFFECT_KEY = "effect: change per sd of the direction, in units of the distance between two random samples,"
+
 
 @dataclass
 class FeatureSpace:

@@ -28,11 +28,8 @@ from kgan_core.visualise.base import (
     seeded,
     title_for,
 )
-from kgan_core.visualise.effects import FeatureSpace, feature_space, path_effect, sample_spread
+from kgan_core.visualise.effects import EFFECT_KEY, FeatureSpace, feature_space, path_effect, sample_spread
 from kgan_core.visualise.errors import OptionError
-
-# What the number on every row means; a bare "effect 0.21/sd" names no unit.
-EFFECT_KEY = "effect: change per sd of the dim, in units of the distance between two random samples,"
 
 
 def dim_effects(space: FeatureSpace, generator, latent_dim: int, seed: int, spread: float,
