@@ -61,7 +61,7 @@ def real_tile(run, member: int | None = None, *, seed: int = 0, n: int | None = 
     members = members_of(run, member)
     n = bounded_int("n", n if n is not None else 8, 1, 64)
     title = title_for(run, "real tile", member, seed,
-                      f"per member: {n} drawn at random from the tile, then the {n} nearest to its point mass")
+                      f"per member: {n} drawn at random from the tile, then the {n} nearest to its point mass m")
     rows, labels, numbers = [], [], {"n": n, "members": {}}
     for j in members:
         items = tile_items(run, j)
@@ -79,15 +79,17 @@ def real_tile(run, member: int | None = None, *, seed: int = 0, n: int | None = 
             "distances_to_point_mass_random": dist[drawn].tolist(),
             "mean_distance_in_tile": float(dist.mean()) if count else None,
         })
-        head = f"member {j} ({100 * share:.1f}% of the data)"
-        for picked, kind in ((drawn, f"{drawn.numel()} at random of its {count:,}"),
-                             (nearest, f"the {nearest.numel()} nearest to its point mass")):
+        for picked, kind in ((drawn, "random"), (nearest, "nearest to m")):
             chosen = items[picked]
             blank = torch.ones(n - chosen.shape[0], *run.item_shape, device=items.device)  # a small tile: white cells
             rows.append(torch.cat([chosen, blank]))
-            # Every row names its member and what it shows; the label mix goes with the random row,
-            # the one it describes.
-            labels.append("\n".join([head, kind] + ([_mix(histogram)] if histogram and picked is drawn else [])))
+            if kind == "random":
+                # One line each for the member, its tile's label mix (the random row is the one it
+                # describes) and what the row shows: on one line they ran together.
+                lines = [f"member {j} ({100 * share:.1f}% of the data)"] + ([_mix(histogram)] if histogram else [])
+                labels.append("\n".join([*lines, f"{drawn.numel()} of its {count:,}, at random"]))
+            else:
+                labels.append(kind)
     grid = torch.stack(rows)
     image = labelled_grid(grid, row_labels=labels, col_labels=[str(i) for i in range(n)], title=title)
     return Visualisation("real-tile", member, seed, title, image, numbers, images=grid)
