@@ -123,8 +123,10 @@ def test_blank_and_noise_images_fail_the_judges_realism_and_real_digits_pass(dig
 @pytest.fixture(scope="module")
 def digit_prior(digits, tmp_path_factory):
     """A prior trained long enough on 1,000 digits that its random codes decode to digits."""
-    cfg = PriorConfig(dataset="mnist", image_size=16, code_dim=16, width=16, steps=400, batch_size=32,
-                      holdout=200, log_every=400, seed=0)
+    # 1,200 steps: with random codes out to the region's bounds (the default), a 400-step decoder had
+    # not yet learnt the edges and its random codes were no more data-like than PCA's.
+    cfg = PriorConfig(dataset="mnist", image_size=16, code_dim=16, width=16, steps=1200, batch_size=32,
+                      holdout=200, log_every=1200, seed=0)
     return train_prior(cfg, tmp_path_factory.mktemp("prior") / "p.safetensors", dataset=digits[0]).prior
 
 
@@ -136,10 +138,14 @@ def test_random_prior_codes_pass_the_judge_more_often_than_random_pca_codes(digi
     # 2,000 codes each: the shares' standard error is then about 0.01. With 500, the prior's share
     # moved from 0.20 to 0.26 with the torch thread count alone (training is not bit-identical
     # across thread counts) against PCA's 0.16, and a 0.05 margin failed on one of them.
-    from_prior = realism.data_like(digit_prior.random_images(2000, g)).double().mean()
+    from_prior = digit_prior.random_images(2000, g)
     # PCA with 128 components, its codes drawn the same way (per dimension, inside the region)
-    from_pca = realism.data_like(PCADecoder(train_x, 128).random_images(2000, g)).double().mean()
-    assert from_prior >= from_pca + 0.03
+    from_pca = PCADecoder(train_x, 128).random_images(2000, g)
+    # On both criteria: data-like, and inside the dense half of the real manifold (which no control
+    # enters; at 28 px the data's mean image is "data-like", so the dense half is the one that counts).
+    # Measured 0.24-0.30 against 0.16, and 0.22-0.29 against 0.13, over torch thread counts.
+    for criterion in (realism.data_like, realism.inside_core):
+        assert criterion(from_prior).double().mean() >= criterion(from_pca).double().mean() + 0.04, criterion
 
 
 def test_activation_max_through_the_prior_is_not_blank_on_any_critic_layer(digits, judge, digit_prior):
