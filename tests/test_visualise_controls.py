@@ -14,7 +14,13 @@ from torch import nn
 from kgan_core.render import to_uint8
 from kgan_core.run import load_run
 from kgan_core.visualise import OptionError, objectives, visualise
-from kgan_core.visualise.activation import CONTROLS, reinitialised_critic, row_leads, selectivity_verdict
+from kgan_core.visualise.activation import (
+    CONTROLS,
+    reinitialised_critic,
+    row_leads,
+    selectivity_verdict,
+    trivial_control_warnings,
+)
 from kgan_core.visualise.cli import cmd_visualise
 
 
@@ -52,6 +58,20 @@ def test_activation_max_sets_every_search_beside_its_controls_and_a_reinitialise
     assert labels(vis)["cols"] == ["best real", "tile mean", "mean, bin.", "black", "white", "noise", "pixel",
                                    "pixel re-init"]
     assert vis.numbers["headline"]["pixel"]["members"] == 1
+    # a warning for exactly the blank or noise controls rated above the best real image
+    z = trained["controls_z"]
+    above = [c for c in ("blank_black", "blank_white", "noise") if z[c] > z["best_real"]]
+    assert len(vis.numbers["warnings"]) == len(above)
+    assert ("WARNING" in vis.title) == bool(above)
+
+
+def test_a_blank_image_rated_above_real_data_is_a_warning_not_a_failed_search():
+    z = {"best_real": 2.75, "tile_mean": -2.7, "tile_mean_binarised": 0.8, "blank_black": 5.36, "blank_white": -17.7,
+         "noise": -17.7}
+    (warning,) = trivial_control_warnings(0, "mean(conv1)", z)
+    assert warning.startswith("member 0: mean(conv1) rates the black image above its best real tile image")
+    assert "+5.4 against +2.8" in warning
+    assert trivial_control_warnings(0, "mean(conv1)", z | {"blank_black": 1.0}) == []
 
 
 def test_an_untrained_critics_activation_max_does_not_pass_the_selectivity_bar(run):

@@ -58,6 +58,7 @@ CONTROL_LABELS = {"best_real": "best real", "tile_mean": "tile mean", "tile_mean
 MARGIN = 1.0              # z units (the tile's spread) a search must clear the best control by
 SELECTIVITY_FACTOR = 2.0  # a selective row leads by this many times the re-initialised rows' median lead
 SELECTIVE_SHARE = 0.8     # share of selective rows for a layer to pass
+TRIVIAL = ("blank_black", "blank_white", "noise")  # controls that are nothing like any data
 REAL_SAMPLE = 2048        # real tile images the objective's mean and spread are measured on
 REINIT_SEED = 7_777_777   # the re-initialised critic's weights, fixed so the control is reproducible
 
@@ -225,7 +226,7 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
         for method, sec in part["seconds"].items():
             seconds[method] = seconds.get(method, 0.0) + sec
         per_layer[objective.layer] = {k: v for k, v in part.items() if k in ("objective", "members", "selectivity",
-                                                                           "headline")}
+                                                                           "headline", "warnings")}
     numbers: dict = {"methods": chosen, "steps": steps, "lr": lr, "controls": list(CONTROLS),
                      "units": "z: (value - tile mean) / tile spread, per critic", "margin": MARGIN,
                      "judge": realism.judge.describe() if realism is not None else None}
@@ -233,9 +234,12 @@ def activation_max(run, member: int | None = None, *, seed: int = 0, layer: str 
         numbers |= per_layer[targets[0].layer]
     else:
         numbers["layers"] = per_layer
+        numbers["warnings"] = [w for entry in per_layer.values() for w in entry["warnings"]]
     what = targets[0].name if len(targets) == 1 else "every layer's mean"
+    warn = (f" · WARNING: {len(numbers['warnings'])} row(s) rate a blank or noise image above every real one "
+            "(see the JSON)" if numbers["warnings"] else "")
     title = title_for(run, "activation max", member, seed,
-                      f"{what}, {steps} steps; captions: z over the real tile (re-init: a re-initialised critic)")
+                      f"{what}, {steps} steps; captions: z over the real tile (re-init: a re-initialised critic){warn}")
     columns = [CONTROL_LABELS[c] for c in CONTROLS] + chosen
     columns += [f"{m[:5]} re-init" for m in chosen] if fresh is not None else []
     grid = torch.stack(cells)
@@ -276,7 +280,7 @@ def _controlled_search(run, critic, fresh, members: list[int], objective, chosen
             results[name][method] = search(c, objective, method, shape, seed * 1000 + i, context, scale=scale,
                                            **settings)
         seconds[method] = time.perf_counter() - started
-    cells, captions, numbers = [], [], {}
+    cells, captions, numbers, warnings = [], [], {}, []
     for row, j in enumerate(members):
         entry: dict = {"tile_count": refs["trained"][row].count}
         row_cells, row_caps = [], []
@@ -301,6 +305,7 @@ def _controlled_search(run, critic, fresh, members: list[int], objective, chosen
                 if name == "trained" and realism is not None:
                     block[method]["judge"] = _realism_of(realism, res.images[row, :1])
             if name == "trained":
+                warnings += trivial_control_warnings(j, objective.name, control_z)
                 row_cells += [ref.controls[n].to(run.device) for n in CONTROLS]
                 row_caps += [f"{control_z[n]:+.1f}" for n in CONTROLS]
                 if realism is not None:
@@ -312,11 +317,20 @@ def _controlled_search(run, critic, fresh, members: list[int], objective, chosen
         cells.append(torch.stack(row_cells))
         captions.append(row_caps)
     out = {"objective": objective.to_dict(), "members": numbers, "cells": cells, "captions": captions,
-           "seconds": seconds}
+           "seconds": seconds, "warnings": warnings}
     if m == run.k and m > 1:
         out["selectivity"] = {method: _selectivity(critics, refs, results, method, objective) for method in chosen}
     out["headline"] = _headline(numbers, chosen, out.get("selectivity"))
     return out
+
+
+def trivial_control_warnings(member: int, objective: str, control_z: dict[str, float]) -> list[str]:
+    """A warning for each blank or noise control that the objective rates above the member's best
+    real tile image: then the objective's maximum need not look like data, and a blank or noisy
+    search result is the critic's answer, not a failure of the search."""
+    return [f"member {member}: {objective} rates the {CONTROL_LABELS[c]} image above its best real tile image "
+            f"(z {control_z[c]:+.1f} against {control_z['best_real']:+.1f}); its maximum need not look like data"
+            for c in TRIVIAL if control_z[c] > control_z["best_real"]]
 
 
 def _realism_of(realism, images: torch.Tensor) -> dict:
