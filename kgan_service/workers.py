@@ -1,6 +1,7 @@
 """Worker processes as the job lifecycle and the admission check see them: who holds a job's
-lease (``host:pid``), whether that holder is gone, and the most memory a live worker offers a
-job (the ``workers`` table, which every pool process refreshes each heartbeat)."""
+lease (``host:pid``), whether that holder is gone, each process's row in the ``workers`` table
+(which every pool process refreshes each heartbeat), and the most memory a live worker offers
+a job."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from kgan_service.db import utcnow
+from kgan_service.db import Database, utcnow
 from kgan_service.models import Worker
 from kgan_service.settings import Settings
 
@@ -40,6 +41,27 @@ def holder_is_dead(worker: str | None) -> bool:
         return False
     host, _, pid = worker.rpartition(":")
     return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+FORGET_AFTER = timedelta(days=1)  # rows of workers gone this long are deleted by the next one to register
+
+
+def register(db: Database, worker: str, device: str, device_name: str | None, memory_bytes: int) -> None:
+    """Create or refresh ``worker``'s row: it is alive now, on ``device`` with ``memory_bytes`` for a job."""
+    now = utcnow()
+    with db.session() as s:
+        s.execute(delete(Worker).where(Worker.seen_at < now - FORGET_AFTER))
+        row = s.get(Worker, worker)
+        if row is None:
+            s.add(Worker(id=worker, device=device, device_name=device_name, memory_bytes=memory_bytes,
+                         started_at=now, seen_at=now))
+        else:
+            row.device, row.device_name, row.memory_bytes, row.seen_at = device, device_name, memory_bytes, now
+
+
+def unregister(db: Database, worker: str) -> None:
+    with db.session() as s:
+        s.execute(delete(Worker).where(Worker.id == worker))
 
 
 @dataclass(frozen=True)

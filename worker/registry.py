@@ -1,7 +1,7 @@
 """Each pool process keeps a row in the ``workers`` table: its device and the memory a job there
 can use, refreshed every heartbeat whether it runs a job or waits for one. Submissions compare
-a job's estimated peak memory with the live rows (kgan_service.workers), so a job no running worker can
-hold is refused at once instead of failing on a worker later.
+a job's estimated peak memory with the live rows (kgan_service.workers, which also writes them),
+so a job no running worker can hold is refused at once instead of failing on a worker later.
 
 The device is looked at in a thread of the pool process, not in the fork hook: touching CUDA
 belongs in the process that uses it, and importing torch may take longer than Celery gives the
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
-from sqlalchemy import delete
-
-from kgan_service.db import Database, utcnow
+from kgan_service import workers
+from kgan_service.db import Database
 from kgan_service.models import Worker
 from kgan_service.settings import Settings
 from kgan_service.workers import worker_identity
 from worker.memory import device_memory_bytes
 
 log = logging.getLogger("kgan.worker")
-
-FORGET_AFTER = timedelta(days=1)  # rows of workers gone this long are deleted by the next one to start
 
 
 def resolved_device(name: str) -> str:
@@ -62,16 +58,7 @@ class Registration:
                       memory_bytes=device_memory_bytes(device, self.settings))
 
     def register(self, described: Worker) -> None:
-        now = utcnow()
-        with self.db.session() as s:
-            s.execute(delete(Worker).where(Worker.seen_at < now - FORGET_AFTER))
-            row = s.get(Worker, self.me)
-            if row is None:
-                s.add(Worker(id=self.me, device=described.device, device_name=described.device_name,
-                             memory_bytes=described.memory_bytes, started_at=now, seen_at=now))
-            else:
-                row.device, row.device_name = described.device, described.device_name
-                row.memory_bytes, row.seen_at = described.memory_bytes, now
+        workers.register(self.db, self.me, described.device, described.device_name, described.memory_bytes)
 
     def _beat(self) -> None:
         try:
@@ -92,8 +79,7 @@ class Registration:
 
     def unregister(self) -> None:
         try:
-            with self.db.session() as s:
-                s.execute(delete(Worker).where(Worker.id == self.me))
+            workers.unregister(self.db, self.me)
         except Exception:
             log.exception("could not remove worker %s's registration (it goes stale on its own)", self.me)
 
