@@ -1,6 +1,8 @@
-"""The artifact store: one folder (a shared volume in compose) holding uploads, run folders
-with checkpoints, and rendered artifacts. SQL rows hold paths relative to its root, so the
-store can be mounted at different places in the api and worker containers."""
+"""The artifact folder the API and the workers read and write today: one folder holding uploads,
+run folders with checkpoints, and rendered artifacts (KGAN_ARTIFACT_DIR, by default KGAN_DATA_DIR/artifacts). SQL
+rows hold paths relative to its root, so it can be mounted at different places in the api and
+worker containers; those paths are also valid keys of kgan_service.store, the store interface
+with a local-folder and an S3 backend (KGAN_ARTIFACT_URL)."""
 
 from __future__ import annotations
 
