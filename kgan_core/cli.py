@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from kgan_core.checkpoint import CheckpointError
 from kgan_core.data import BUILTIN_DATASETS, DatasetError
 from kgan_core.models import ArchitectureError
-from kgan_core.render import image_grid, png_bytes, save_bytes
+from kgan_core.render import image_grid, labelled_png_bytes, save_bytes, titled_figure
 from kgan_core.runtime import keep_freed_memory
 from kgan_core.train import Progress, TrainConfig, TrainingError, train
 
@@ -122,14 +122,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, samples.cpu().numpy())
     elif out.suffix == ".png":
+        who = f"member {args.member} of {run.k}" if args.member is not None else f"ensemble of {run.k}"
+        title = f"{who}: {args.n} samples, seed {args.seed}, step {run.step}"
         if run.dataset_kind == "points":
             from kgan_core.visualise.samples import points_plot
 
-            who = f"member {args.member} of {run.k}" if args.member is not None else f"ensemble of {run.k}"
-            save_bytes(out, points_plot(run, args.member, args.n, args.seed,
-                                        title=f"{who}: {args.n} samples, seed {args.seed}, step {run.step}"))
+            save_bytes(out, points_plot(run, args.member, args.n, args.seed, title=title))
         else:
-            save_bytes(out, png_bytes(image_grid(samples)))
+            # The same title as the points picture: a grid alone does not say whose samples it shows.
+            save_bytes(out, labelled_png_bytes(titled_figure(image_grid(samples), title)))
     print(f"wrote {args.n} samples to {out}")
     return 0
 
