@@ -60,7 +60,7 @@ def test_an_upload_at_the_pixel_limit_trains(stack):
     assert r.status_code == 201, r.text
     dataset = r.json()
     assert dataset["n_items"] == 2 and dataset["meta"]["skipped_files"] == 1  # hidden on both sides
-    params = {"dataset_id": dataset["id"], "image_size": 8, "k": 2, "steps": 2, "batch_size": 2, "log_every": 1,
+    params = {"dataset_id": dataset["id"], "image_size": 8, "k": 1, "steps": 2, "batch_size": 2, "log_every": 1,
               "checkpoint_every": 2, "rounds": 0}
     job = client.post("/v1/jobs", json={"kind": "train", "params": params}, headers=user.headers)
     assert job.status_code == 202, job.text
