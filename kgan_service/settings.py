@@ -60,6 +60,12 @@ class Settings(BaseSettings):
 
     # --- workers ---------------------------------------------------------------------------
     worker_device: str = Field("auto", pattern=DEVICE)
+    worker_scratch: Path | None = Field(
+        None, description="a worker's own folder: the attempt it trains and its cache of datasets, models and "
+        "priors fetched from the artifact store; default artifact_dir/worker-scratch. Never shared")
+    worker_cache_bytes: int = Field(
+        10 * GiB, ge=0, le=1024**5, description="files a worker keeps in its scratch cache; the least recently "
+        "used are removed above it (the file a job is using is kept)")
     lease_s: float = Field(30.0, ge=2.0, le=3600.0, description="a running job without a heartbeat this long is lost")
     heartbeat_s: float = Field(5.0, ge=0.2, le=600.0)
     reconcile_interval_s: float = Field(5.0, ge=0.0, le=3600.0, description="0 turns the API's reconciler off")
@@ -105,7 +111,7 @@ class Settings(BaseSettings):
         "(weights, tiles, data); the least recently used are dropped first")
     max_render_n: int = Field(1024, ge=1, le=65_536, description="most samples one PNG request may ask for")
 
-    @field_validator("data_dir", "artifact_dir", "builtin_data_root", "vgg_weights")
+    @field_validator("data_dir", "artifact_dir", "worker_scratch", "builtin_data_root", "vgg_weights")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Resolved once, so the API and a worker started from another folder agree.
@@ -126,6 +132,10 @@ class Settings(BaseSettings):
     @property
     def artifact_store_url(self) -> str:
         return self.artifact_url or self.artifacts.as_uri()
+
+    @property
+    def scratch(self) -> Path:
+        return self.worker_scratch or self.artifacts / "worker-scratch"
 
     @property
     def worker_queue_names(self) -> tuple[str, ...]:

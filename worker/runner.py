@@ -1,9 +1,15 @@
 """Running one job: claim it, keep its lease alive, run the job kind's runner (the ``RUNNERS``
 table), report progress, record the result. The job's states, the claim and its fencing are
-kgan_service.jobs'; this module does the work in between and only ever writes files into its
-own attempt's folder, so a stale worker cannot touch a newer attempt's files either.
+kgan_service.jobs'; this module does the work in between and only ever writes files under its
+own attempt's key, so a stale worker cannot touch a newer attempt's files either.
 
-Resume: a new attempt starts from the newest checkpoint any earlier attempt left behind, so a
+Files: the worker reads and writes the artifact store (kgan_service.store, KGAN_ARTIFACT_URL) and
+its own scratch folder (worker/scratch.py), nothing else, so workers on other hosts need only
+PostgreSQL, Redis and the store. An attempt trains in scratch; every checkpoint it saves is put
+into the store under ``runs/<job>/attempt-NNNN``, its pictures and results when it ends; then its
+scratch folder is removed.
+
+Resume: a new attempt starts from the newest checkpoint any earlier attempt uploaded, so a
 killed worker loses at most one checkpoint interval.
 
 Shutdown: a worker told to stop (SIGTERM; see worker/tasks.py) sets the running job's Stop with
@@ -15,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from kgan_service import jobs as lifecycle
-from kgan_service.artifact_folder import ArtifactStore, file_sha256
+from kgan_service.artifact_folder import file_sha256
 from kgan_service.db import Database, utcnow
 from kgan_service.jobs import Claim, Output
-from kgan_service.models import Artifact, Dataset, JobKind, Model
+from kgan_service.models import Artifact, Dataset, Job, JobKind, Model
 from kgan_service.settings import Settings
+from kgan_service.store import ArtifactObjects, StoreError, attempt_key, job_key, open_store
 from kgan_service.workers import worker_identity
+from worker.scratch import CheckpointUpload, Scratch
 
 log = logging.getLogger("kgan.worker")
 
@@ -90,10 +96,11 @@ SHUTDOWN = Shutdown()
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, db: Database | None = None):
+    def __init__(self, settings: Settings, db: Database | None = None, objects: ArtifactObjects | None = None):
         self.settings = settings
         self.db = db or Database(settings)
-        self.store = ArtifactStore(settings.artifacts)
+        self.objects = objects or open_store(settings.artifact_store_url)
+        self.scratch = Scratch(settings.scratch, self.objects, settings.worker_cache_bytes)
         self.me = worker_identity()
         self._queue = None
 
@@ -168,6 +175,8 @@ class JobRunner:
             SHUTDOWN.stop = None
             finished.set()
             beat.join(timeout=5)
+            # Whatever the attempt kept is in the store now; a later attempt fetches it from there.
+            self.scratch.remove_attempt(job_id, claim.attempt)
 
     def record_exception(self, claim: Claim, exc: Exception) -> str:
         from pydantic import ValidationError
@@ -197,32 +206,44 @@ class JobRunner:
     def fail(self, claim: Claim, title: str, detail: str) -> None:
         lifecycle.record_failure(self.db, claim, title, detail)
 
+    def attempt_dir(self, claim: Claim) -> Path:
+        """This attempt's folder in scratch; what it writes there reaches the store under
+        attempt_key(job, attempt) (see upload)."""
+        return self.scratch.attempt_dir(claim.job_id, claim.attempt)
+
     def run_dir(self, claim: Claim) -> tuple[Path, int | None]:
-        """This attempt's folder, seeded with the newest checkpoint of any earlier attempt, and
-        that checkpoint's step (None when the attempt starts afresh)."""
-        run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        """This attempt's folder, seeded with the newest checkpoint any earlier attempt uploaded,
+        and that checkpoint's step (None when the attempt starts afresh)."""
+        run_dir = self.attempt_dir(claim)
         if (run_dir / CHECKPOINT_FILES[0]).exists():
             return run_dir, None
+        mine = attempt_key(claim.job_id, claim.attempt)
+        keys = {info.key for info in self.objects.list(job_key(claim.job_id))}
         best, best_step = None, -1
-        for earlier in sorted(self.store.job_dir(claim.job_id).glob("attempt-*")):
-            summary = earlier / "run.json"
-            if earlier == run_dir or not (earlier / CHECKPOINT_FILES[0]).is_file() or not summary.is_file():
+        for summary_key in sorted(k for k in keys if k.endswith("/" + CHECKPOINT_FILES[1])):
+            folder = summary_key.rsplit("/", 1)[0]
+            # Only an attempt's own files: not its pictures/ or anything deeper.
+            if folder == mine or folder.count("/") != 2 or f"{folder}/{CHECKPOINT_FILES[0]}" not in keys:
                 continue
             try:
-                step = int(json.loads(summary.read_text())["step"])
-            except (ValueError, KeyError, OSError):
+                step = int(json.loads(self.objects.get_bytes(summary_key))["step"])
+            except (ValueError, KeyError, TypeError, StoreError):
                 continue
             if step > best_step:
-                best, best_step = earlier, step
+                best, best_step = folder, step
         if best is not None:
-            log.info("job %s attempt %s resumes from %s (step %s)", claim.job_id, claim.attempt, best.name, best_step)
+            log.info("job %s attempt %s resumes from %s (step %s, in the store)", claim.job_id, claim.attempt,
+                     best.rsplit("/", 1)[1], best_step)
             for name in CHECKPOINT_FILES:
-                # Copy, then rename: the old attempt may still be writing its own files.
-                tmp = run_dir / f".{name}.copy"
-                shutil.copyfile(best / name, tmp)
-                os.replace(tmp, run_dir / name)
+                self.objects.fetch(f"{best}/{name}", run_dir / name)  # written whole or not at all
         return run_dir, (best_step if best is not None else None)
+
+    def upload(self, claim: Claim, path: Path) -> str:
+        """Put a file of this attempt's folder into the store; its key."""
+        run_dir = self.attempt_dir(claim)
+        key = f"{attempt_key(claim.job_id, claim.attempt)}/{Path(path).relative_to(run_dir).as_posix()}"
+        self.objects.put_file(key, path)
+        return key
 
     def data_source(self, claim: Claim, params: dict[str, Any]) -> str | None:
         """What kgan_core should load: a built-in name or the uploaded archive's path."""
@@ -231,19 +252,28 @@ class JobRunner:
             return params["dataset"]
         with self.db.session() as s:
             dataset = s.get(Dataset, dataset_id)
-            if dataset is None:
-                source = None
-            elif dataset.source == "builtin":
-                source = dataset.builtin or ""
-            else:
-                source = str(self.store.path(dataset.path or ""))
-        if source is None:
+            found = None if dataset is None else (dataset.source, dataset.builtin or "", dataset.path or "")
+        if found is None:
             self.fail(claim, "Dataset gone", f"Dataset {dataset_id} no longer exists.")
-        return source
+            return None
+        kind, builtin, key = found
+        return builtin if kind == "builtin" else str(self.scratch.cached(key))
 
     def model_dir(self, model_id: str) -> Path:
+        """A trained model's checkpoint and run.json, in the scratch cache."""
         with self.db.session() as s:
-            return self.store.path(s.get(Model, model_id).run_path)
+            run_path = s.get(Model, model_id).run_path
+        for name in CHECKPOINT_FILES:
+            path = self.scratch.cached(f"{run_path}/{name}")
+        return path.parent
+
+    def uploaded_data_of(self, model_id: str) -> str | None:
+        """The store key of the uploaded archive a model was trained on (None: a built-in dataset)."""
+        with self.db.session() as s:
+            model = s.get(Model, model_id)
+            job = s.get(Job, model.job_id) if model is not None else None
+            dataset = s.get(Dataset, job.dataset_id) if job is not None and job.dataset_id else None
+            return dataset.path if dataset is not None and dataset.source != "builtin" else None
 
     def load_data(self, source: str, image_size: int | None, channels: int | None, limit: int | None, **options):
         """The job's data, loaded by the rules its upload was checked by: the pixel limit is this
@@ -289,9 +319,18 @@ class JobRunner:
                 stop.set("time-limit")
             return not stop
 
+        upload = CheckpointUpload(self.objects, run_dir, attempt_key(claim.job_id, claim.attempt))
+
+        def should_stop() -> bool:
+            # Asked between steps, after the trainer saved the previous step's checkpoint (if it
+            # did): the moment to put a new one into the store.
+            upload()
+            return bool(stop)
+
         started = time.perf_counter()
         # The heartbeat thread notices a cancel or a lost lease; the trainer asks after every step.
-        result = train(config, run_dir, callback=report, resume=True, should_stop=stop.__bool__, dataset=data)
+        result = train(config, run_dir, callback=report, resume=True, should_stop=should_stop, dataset=data)
+        upload()  # the checkpoint of the last step (or of the stop)
         log.info("job %s attempt %s: step %s after %.1fs (stopped=%s, %s)", claim.job_id, claim.attempt,
                  result.step, time.perf_counter() - started, result.stopped, stop.reason)
         if result.stopped:
@@ -315,9 +354,11 @@ class JobRunner:
             return "requeued"
         return "superseded"
 
-    def output(self, kind: str, path: Path, media_type: str, member: int | None = None,
+    def output(self, claim: Claim, kind: str, path: Path, media_type: str, member: int | None = None,
                meta: dict | None = None) -> Output:
-        return Output(kind=kind, key=self.store.relative(path), filename=path.name, media_type=media_type,
+        """A file of this attempt as an artifact row, put into the store first: the row (written
+        by the fenced success) never names an object that is not there."""
+        return Output(kind=kind, key=self.upload(claim, path), filename=path.name, media_type=media_type,
                       size_bytes=path.stat().st_size, sha256=file_sha256(path), member=member, meta=meta or {})
 
     def record_model(self, claim: Claim, run_dir: Path, pictures: list[tuple[str, Path, int, dict]] = ()) -> str:
@@ -325,10 +366,12 @@ class JobRunner:
         `succeeded`, in one fenced transaction."""
         summary = json.loads((run_dir / "run.json").read_text())
         meta = {"step": summary["step"], "metrics": summary.get("metrics", {})}
-        outputs = [self.output("checkpoint", run_dir / "checkpoint.safetensors", "application/octet-stream", meta=meta),
-                   self.output("run-summary", run_dir / "run.json", "application/json", meta=meta)]
-        outputs += [self.output(kind, path, "image/png", member, meta) for kind, path, member, meta in pictures]
-        model = {"run_path": self.store.relative(run_dir), "k": summary["config"]["k"], "step": summary["step"],
+        outputs = [self.output(claim, "checkpoint", run_dir / "checkpoint.safetensors", "application/octet-stream",
+                               meta=meta),
+                   self.output(claim, "run-summary", run_dir / "run.json", "application/json", meta=meta)]
+        outputs += [self.output(claim, kind, path, "image/png", member, meta) for kind, path, member, meta in pictures]
+        model = {"run_path": attempt_key(claim.job_id, claim.attempt), "k": summary["config"]["k"],
+                 "step": summary["step"],
                  "dataset_kind": summary["dataset"]["kind"], "item_shape": summary["dataset"]["item_shape"],
                  "config": summary["config"], "spec": summary["spec"], "tile_sizes": summary["tile_sizes"],
                  "tile_shares": summary["tile_shares"], "metrics": summary.get("metrics", {})}
@@ -337,7 +380,7 @@ class JobRunner:
     def register(self, claim: Claim, files: list[tuple[str, Path, str, int | None, dict]],
                  model_id: str | None) -> str:
         """Record output files as artifacts and mark the job succeeded, in one fenced transaction."""
-        outputs = [self.output(kind, path, media, member, meta) for kind, path, media, member, meta in files]
+        outputs = [self.output(claim, kind, path, media, member, meta) for kind, path, media, member, meta in files]
         return lifecycle.record_success(self.db, claim, outputs, model_id=model_id)
 
     def run_train_prior(self, claim: Claim, stop: Stop) -> str:
@@ -354,8 +397,7 @@ class JobRunner:
         config = PriorConfig(dataset=source, data_root=self.data_root(), device=self.settings.worker_device, run=run,
                              vgg_weights=vgg, **config_values(params, "dataset", "dataset_id", "model_id"))
         data = self.load_data(config.dataset, config.image_size, config.channels, config.limit)
-        run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = self.attempt_dir(claim)
 
         def report(progress) -> bool:
             rate = progress.step / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
@@ -383,12 +425,17 @@ class JobRunner:
         options = dict(params.get("options") or {})
         if params.get("prior_id") is not None:
             with self.db.session() as s:
-                options["prior"] = str(self.store.path(s.get(Artifact, params["prior_id"]).path))
+                prior_key = s.get(Artifact, params["prior_id"]).path
+            options["prior"] = str(self.scratch.cached(prior_key))
         if self.settings.vgg_weights and "vgg_weights" in options_of(what):
             options["vgg_weights"] = str(self.settings.vgg_weights)
         run = load_run(self.model_dir(params["model_id"]), device=_device(self.settings.worker_device))
+        uploaded = self.uploaded_data_of(params["model_id"])
+        if uploaded is not None:
+            # run.json names the archive where the training worker had it; here it is elsewhere.
+            run.config = run.config.model_copy(update={"dataset": str(self.scratch.cached(uploaded))})
         vis = visualise(run, what, member, seed=seed, **options)
-        run_dir = self.store.attempt_dir(claim.job_id, claim.attempt)
+        run_dir = self.attempt_dir(claim)
         name = what + (f"-member{member}" if member is not None else "") + ".png"
         png_path, _json_path = vis.save(run_dir / name)
         meta = {"title": vis.title, "numbers": vis.numbers, "timings": vis.timings, "seed": seed,
