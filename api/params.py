@@ -4,7 +4,9 @@ Train and train_prior parameters are TrainConfig's and PriorConfig's own fields 
 types, defaults and bounds), minus those a client must not choose on a shared server: a
 ``dataset`` becomes a built-in name or the id of one of the owner's datasets, a ``run``
 becomes the id of one of the owner's models (never a server path), and ``data_root``,
-``device`` and ``vgg_weights`` are the deployment's settings.
+``device`` and ``vgg_weights`` are the deployment's settings. A job's ``device`` is only a
+preference for a kind of worker (kgan_service.queue routes by it); the worker that takes the job
+trains on its own KGAN_WORKER_DEVICE.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from kgan_core.prior import PriorConfig
 from kgan_core.train import TrainConfig
 from kgan_core.visualise import VISUALISATIONS
 from kgan_service.models import JobKind
+from kgan_service.settings import DEVICE
 
 SERVER_CHOSEN = frozenset({"dataset", "data_root", "device", "run", "vgg_weights"})
 
@@ -47,7 +50,15 @@ class NumbersAreNotBooleans(BaseModel):
         return data
 
 
-class DataSource(NumbersAreNotBooleans):
+class JobParams(NumbersAreNotBooleans):
+    """What every kind of job takes: the kind of worker it prefers, which picks its queue."""
+
+    device: str | None = Field(None, pattern=DEVICE, description=(
+        "the kind of worker to run it: cpu, cuda, cuda:N or mps (sent to the server's CPU or GPU queue "
+        "where it has one), or auto / left out for any worker"))
+
+
+class DataSource(JobParams):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(None, description=f"a built-in dataset: {', '.join(BUILTIN_NAMES)}")
@@ -104,7 +115,7 @@ OptionValue = int | _OptionNumber | _OptionText | bool | None | Annotated[
 SERVER_OPTIONS = frozenset({"prior", "vgg_weights"})
 
 
-class VisualiseParams(NumbersAreNotBooleans):
+class VisualiseParams(JobParams):
     """One of kgan_core.visualise's visualisations of a model, rendered by a worker and kept
     as an artifact with its numbers (for the heavy ones: activation maximisation, principal
     directions, cross-member matrices)."""

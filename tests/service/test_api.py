@@ -111,7 +111,7 @@ BAD_JOBS = [
     ({"kind": "train", "params": {**TINY_TRAIN, "image_size": 4}}, "params.image_size"),
     ({"kind": "train", "params": {**TINY_TRAIN, "surprise": 1}}, "params.surprise"),
     ({"kind": "train", "params": TINY_TRAIN, "extra": True}, "extra"),
-    ({"kind": "train", "params": {**TINY_TRAIN, "device": "cuda"}}, "params.device"),
+    ({"kind": "train", "params": {**TINY_TRAIN, "device": "tpu"}}, "params.device"),  # a preference, of known kinds
     ({"kind": "train", "params": {**TINY_TRAIN, "data_root": "/etc"}}, "params.data_root"),
     ({"kind": "train", "params": {**TINY_TRAIN, "dataset": "/etc/passwd"}}, "params"),
     ({"kind": "train", "params": {k: v for k, v in TINY_TRAIN.items() if k != "dataset"}}, "params"),

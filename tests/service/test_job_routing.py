@@ -1,7 +1,6 @@
-"""A job's device preference travels from its params to the queue: every dispatch (at
-submission, by the reconciler, a worker re-queueing it) hands it to the sender, which picks the
-queue by it (kgan_service.queue). A client's request cannot name a device today (the device is
-the deployment's: tests/service/test_api.py), so only a stored row can carry one."""
+"""A job's device preference travels from its params to the queue: the submission checks it,
+and every dispatch (at submission, by the reconciler) hands it to the sender, which picks the
+queue by it (kgan_service.queue)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from sqlalchemy import update
 from kgan_service.db import Database
 from kgan_service.jobs import reconcile_once
 from kgan_service.models import Job
-from tests.service.conftest import TINY_TRAIN
+from tests.service.conftest import TINY_TRAIN, assert_problem
 
 
 class Recorder:
@@ -34,20 +33,18 @@ def recorder(client) -> Iterator[Recorder]:
         client.app.state.send_job = send_job
 
 
-def submit(client, user) -> str:
-    r = client.post("/v1/jobs", json={"kind": "train", "params": TINY_TRAIN}, headers=user.headers)
+def submit(client, user, **params) -> str:
+    r = client.post("/v1/jobs", json={"kind": "train", "params": {**TINY_TRAIN, **params}}, headers=user.headers)
     assert r.status_code == 202, r.text
     return r.json()["id"]
 
 
-def test_a_device_preference_in_a_jobs_params_goes_with_every_dispatch(client, alice, settings, recorder):
-    on_cpu, anywhere = submit(client, alice), submit(client, alice)
-    assert recorder.sent == [(on_cpu, None), (anywhere, None)]  # a client's request names no device
+def test_a_device_preference_goes_with_every_dispatch(client, alice, settings, recorder):
+    on_cpu, anywhere = submit(client, alice, device="cpu"), submit(client, alice)
+    assert recorder.sent == [(on_cpu, "cpu"), (anywhere, None)]
     db = Database(settings)
     try:
-        with db.session() as s:  # a job that prefers a CPU worker, and both messages lost
-            params = s.get(Job, on_cpu).params
-            s.execute(update(Job).where(Job.id == on_cpu).values(params={**params, "device": "cpu"}))
+        with db.session() as s:  # as if the broker had lost both messages
             s.execute(update(Job).where(Job.id.in_([on_cpu, anywhere])).values(enqueued_at=None))
         again = Recorder()
         reconcile_once(db, settings, again)
@@ -56,3 +53,10 @@ def test_a_device_preference_in_a_jobs_params_goes_with_every_dispatch(client, a
     assert {(on_cpu, "cpu"), (anywhere, None)} <= set(again.sent)
     for job_id in (on_cpu, anywhere):
         assert client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers).status_code == 202
+
+
+def test_an_unknown_device_preference_is_refused_at_submission(client, alice, recorder):
+    r = client.post("/v1/jobs", json={"kind": "train", "params": {**TINY_TRAIN, "device": "gpu"}},
+                    headers=alice.headers)
+    problem = assert_problem(r, 422)
+    assert problem["errors"][0]["field"] == "body.params.device" and recorder.sent == []
