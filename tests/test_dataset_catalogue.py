@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kgan_core.data import BUILTIN_DATASETS, DEFAULT_ROOT, load_dataset
+from kgan_core.data import BUILTIN_DATASETS, DEFAULT_ROOT, LOADERS, load_dataset
 from kgan_core.data.builtin import available_offline
 from kgan_core.data.catalogue import BUILTIN_NAMES, BUILTINS, builtin_root
 
 
 def test_the_table_names_every_loader_and_nothing_else():
-    assert BUILTIN_NAMES == BUILTIN_DATASETS
+    assert set(LOADERS) == set(BUILTIN_NAMES) and BUILTIN_DATASETS == BUILTIN_NAMES
 
 
 @pytest.mark.parametrize("name", [n for n in BUILTIN_NAMES if available_offline(n, DEFAULT_ROOT)])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from kgan_core.data import builtin
 from kgan_core.data.arrays import array_file
+from kgan_core.data.catalogue import BUILTIN_NAMES
 from kgan_core.data.dataset import Dataset, DatasetError, images_from_model, images_to_model
 from kgan_core.data.files import image_collection, is_archive
 from kgan_core.data.idx import has_idx, idx_file, idx_folder, is_idx_images_file
@@ -22,7 +24,7 @@ from kgan_core.data.preprocess import resize, set_channels
 __all__ = ["BUILTIN_DATASETS", "DEFAULT_ROOT", "Dataset", "DatasetError", "images_from_model", "images_to_model",
            "load_dataset"]
 
-BUILTIN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "mnist", "stacked-mnist", "fashion-mnist", "lfw", "lfw-subset")
+BUILTIN_DATASETS: tuple[str, ...] = BUILTIN_NAMES  # the catalogue's: one list of built-ins
 DEFAULT_ROOT = Path.home() / ".cache" / "kgan" / "datasets"
 
 
@@ -49,21 +51,24 @@ def load_dataset(spec: str | os.PathLike, *, root: str | os.PathLike | None = No
         raise DatasetError(f"a dataset is a built-in name ({', '.join(BUILTIN_DATASETS)}) or a path, got {spec!r}")
     root_dir = Path(root).expanduser() if root is not None else DEFAULT_ROOT
     image_options = {"image_size": image_size, "channels": channels, "max_pixels": max_pixels, "limit": limit}
-    if name in builtin.MIXTURES:
-        data = builtin.mixture(name, n_points, seed)
-    elif name == "mnist":
-        data = builtin.mnist(root_dir)
-    elif name == "stacked-mnist":
-        data = builtin.stacked_mnist(root_dir, n_points, seed)
-    elif name == "fashion-mnist":
-        data = builtin.fashion_mnist(root_dir)
-    elif name == "lfw":
-        data = builtin.lfw(root_dir, **image_options)
-    elif name == "lfw-subset":
-        data = builtin.lfw_subset()
+    loader = LOADERS.get(name)
+    if loader is not None:
+        data = loader(name, root_dir, n_points, seed, image_options)
     else:
         data = _from_path(Path(name).expanduser(), **image_options)
     return _finish(data, image_size=image_size, channels=channels, limit=limit)
+
+
+# How each built-in of the catalogue loads: (name, root, n_points, seed, image options) -> Dataset.
+LOADERS: dict[str, Callable[[str, Path, int, int, dict], Dataset]] = {
+    "ring8": lambda name, root, n, seed, opts: builtin.mixture(name, n, seed),
+    "grid25": lambda name, root, n, seed, opts: builtin.mixture(name, n, seed),
+    "mnist": lambda name, root, n, seed, opts: builtin.mnist(root),
+    "stacked-mnist": lambda name, root, n, seed, opts: builtin.stacked_mnist(root, n, seed),
+    "fashion-mnist": lambda name, root, n, seed, opts: builtin.fashion_mnist(root),
+    "lfw": lambda name, root, n, seed, opts: builtin.lfw(root, **opts),
+    "lfw-subset": lambda name, root, n, seed, opts: builtin.lfw_subset(),
+}
 
 
 def _check_options(image_size: int | None, channels: int | None, n_points: int, limit: int | None,

@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from kgan_core.data.arrays import to_uint8
+from kgan_core.data.catalogue import BUILTINS
 from kgan_core.data.dataset import Dataset, DatasetError
 from kgan_core.data.files import image_collection
 from kgan_core.data.idx import has_idx, idx_folder
 from kgan_core.data.network import reachable
 
-MIXTURES = ("ring8", "grid25")
+MIXTURES = tuple(d.name for d in BUILTINS.values() if d.points)
 # The t10k IDX pair, shipped with the package: a fresh clone (or the Docker image) has MNIST.
 BUNDLED_MNIST = Path(__file__).resolve().parent / "bundled" / "mnist"
 DIGITS = tuple(str(d) for d in range(10))
@@ -53,11 +54,11 @@ def mixture(name: str, n: int, seed: int) -> Dataset:
 
 def available_offline(name: str, root: Path) -> bool:
     """Whether built-in ``name`` loads from ``root`` (or needs no files) without any download."""
-    if name in (*MIXTURES, "lfw-subset"):
-        return True
-    finders = {"mnist": mnist_folder, "stacked-mnist": mnist_folder, "fashion-mnist": _fashion_folder,
-               "lfw": _lfw_source}
-    return name in finders and finders[name](root) is not None
+    entry = BUILTINS.get(name)
+    if entry is None or entry.files is None:  # unknown, or generated / shipped with the software
+        return entry is not None
+    finders = {"mnist": mnist_folder, "fashion-mnist": _fashion_folder, "lfw": _lfw_source}
+    return finders[name](root) is not None
 
 
 def mnist_folder(root: Path) -> Path | None:
