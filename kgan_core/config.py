@@ -12,6 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from kgan_core.data import Dataset, load_dataset
+from kgan_core.data.files import DEFAULT_MAX_PIXELS
 
 # Fields that may differ when a run is resumed; every other field must match the checkpoint.
 RESUMABLE_FIELDS = frozenset({"steps", "checkpoint_every", "log_every", "device", "execution"})
@@ -100,7 +101,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def dataset_for(config: TrainConfig) -> Dataset:
+def dataset_for(config: TrainConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     return load_dataset(config.dataset, root=config.data_root, image_size=config.image_size,
                         channels=config.channels, n_points=config.n_points, seed=config.seed,
-                        limit=config.limit)
+                        limit=config.limit, max_pixels=max_pixels)

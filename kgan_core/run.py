@@ -12,6 +12,7 @@ import torch
 from kgan_core import checkpoint as ckpt_io
 from kgan_core.config import TrainConfig, dataset_for
 from kgan_core.data import Dataset
+from kgan_core.data.files import DEFAULT_MAX_PIXELS
 from kgan_core.models import Critic, Generator, ModelSpec, build_critic, build_generator
 from kgan_core.nn import take_member
 from kgan_core.sampling import sample_ensemble
@@ -33,8 +34,9 @@ class Member:
 
 
 class Run:
-    def __init__(self, run_dir: Path, saved: ckpt_io.Checkpoint, device: torch.device):
-        self.run_dir, self.device = Path(run_dir), device
+    def __init__(self, run_dir: Path, saved: ckpt_io.Checkpoint, device: torch.device,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.run_dir, self.device, self.max_pixels = Path(run_dir), device, max_pixels
         self.config = TrainConfig.model_validate(saved.config)
         self.spec = ModelSpec.from_dict(saved.spec)
         self.step = saved.step
@@ -68,7 +70,7 @@ class Run:
     @cached_property
     def dataset(self) -> Dataset:
         """The training data, reloaded from the run's config (rows line up with the tiles)."""
-        return dataset_for(self.config)
+        return dataset_for(self.config, max_pixels=self.max_pixels)
 
     def check_member(self, member: int) -> int:
         if not 0 <= member < self.k:
@@ -103,6 +105,8 @@ class Run:
         return sample_ensemble(self.generator, self.tile_shares, self.spec.latent_dim, n, seed, self.device)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Run:
+    """``max_pixels``: the pixel limit its training data was loaded with (a server's
+    KGAN_MAX_IMAGE_PIXELS), so pictures that reload the data accept what training accepted."""
     saved = ckpt_io.load_checkpoint(Path(run_dir))
-    return Run(Path(run_dir), saved, torch.device(device))
+    return Run(Path(run_dir), saved, torch.device(device), max_pixels)

@@ -543,3 +543,23 @@ def test_the_probed_fashion_mirror_is_the_one_torchvision_downloads_from():
     from kgan_core.data.builtin import FASHION_MIRROR
 
     assert FASHION_MIRROR in FashionMNIST.mirrors
+
+
+def test_a_run_reloads_its_data_with_the_pixel_limit_it_is_given(tmp_path):
+    """Pictures that reload a run's data must accept what its training accepted (a server's
+    KGAN_MAX_IMAGE_PIXELS can be above the loader's default)."""
+    from PIL import Image
+
+    from kgan_core.run import load_run
+    from kgan_core.train import TrainConfig, train
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("L", (40, 30), color=60 * i).save(folder / f"{i}.png")
+    config = TrainConfig(dataset=str(folder), image_size=8, k=2, steps=1, batch_size=2, n_critic=1, width=4,
+                         rounds=0, device="cpu", checkpoint_every=1, log_every=1)
+    train(config, tmp_path / "run", dataset=load_dataset(str(folder), image_size=8, max_pixels=40 * 30))
+    with pytest.raises(DatasetError, match="pixel"):
+        _ = load_run(tmp_path / "run", max_pixels=40 * 30 - 1).dataset
+    assert load_run(tmp_path / "run", max_pixels=40 * 30).dataset.n == 4

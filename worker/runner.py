@@ -429,7 +429,8 @@ class JobRunner:
             options["prior"] = str(self.scratch.cached(prior_key))
         if self.settings.vgg_weights and "vgg_weights" in options_of(what):
             options["vgg_weights"] = str(self.settings.vgg_weights)
-        run = load_run(self.model_dir(params["model_id"]), device=_device(self.settings.worker_device))
+        run = load_run(self.model_dir(params["model_id"]), device=_device(self.settings.worker_device),
+                       max_pixels=self.settings.max_image_pixels)  # the limit its training data loaded with
         uploaded = self.uploaded_data_of(params["model_id"])
         if uploaded is not None:
             # run.json names the archive where the training worker had it; here it is elsewhere.

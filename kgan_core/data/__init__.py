@@ -17,7 +17,7 @@ from kgan_core.data import builtin
 from kgan_core.data.arrays import array_file
 from kgan_core.data.catalogue import BUILTIN_NAMES
 from kgan_core.data.dataset import Dataset, DatasetError, images_from_model, images_to_model
-from kgan_core.data.files import image_collection, is_archive
+from kgan_core.data.files import DEFAULT_MAX_PIXELS, image_collection, is_archive
 from kgan_core.data.idx import has_idx, idx_file, idx_folder, is_idx_images_file
 from kgan_core.data.preprocess import resize, set_channels
 
@@ -31,7 +31,7 @@ DEFAULT_ROOT = Path.home() / ".cache" / "kgan" / "datasets"
 def load_dataset(spec: str | os.PathLike, *, root: str | os.PathLike | None = None,
                  image_size: int | None = None, channels: int | None = None,
                  n_points: int = 10_000, seed: int = 0, limit: int | None = None,
-                 max_pixels: int = 4096 * 4096) -> Dataset:
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """Load a built-in dataset by name, or a folder / archive / array file by path.
 
     spec: one of ``BUILTIN_DATASETS`` (a name wins over a same-named relative path; write
