@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import logging
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -11,9 +12,11 @@ from api.errors import Problem
 from api.uploads import ArchiveReport, archive_suffix, inspect_archive, preview_png, safe_remove
 from kgan_core.data import catalogue
 from kgan_service import quotas
-from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.models import Dataset, Owner, new_id
 from kgan_service.settings import Settings
+from kgan_service.store import ArtifactObjects, StoreError, dataset_key
+
+log = logging.getLogger("kgan.api")
 
 
 def builtin_root(settings: Settings) -> Path:
@@ -42,10 +45,18 @@ def builtin_status(name: str, settings: Settings) -> tuple[bool, str]:
     return False, f"not on this server: put {facts.files.format(root=root)} (KGAN_BUILTIN_DATA_ROOT)"
 
 
-def create_builtin(session: Session, owner: Owner, store: ArtifactStore, settings: Settings, builtin: str,
+def _forget_objects(objects: ArtifactObjects, folder: str) -> None:
+    """Take back what a dataset that was not created put into the store."""
+    try:
+        objects.delete_tree(folder)
+    except StoreError:
+        log.exception("could not remove %s from the artifact store; its bytes stay there unreferenced", folder)
+
+
+def create_builtin(session: Session, owner: Owner, objects: ArtifactObjects, settings: Settings, builtin: str,
                    name: str | None) -> Dataset:
     from kgan_core.data import DatasetError, load_dataset
-    from kgan_core.render import image_grid, png_bytes, save_bytes, scatter_png
+    from kgan_core.render import image_grid, png_bytes, scatter_png
 
     available, detail = builtin_status(builtin, settings)
     if not available:
@@ -55,13 +66,13 @@ def create_builtin(session: Session, owner: Owner, store: ArtifactStore, setting
     except DatasetError as exc:
         raise Problem(422, "Built-in dataset not available", f"{exc}.", slug="dataset-unavailable") from exc
     dataset_id = new_id()
-    folder = store.dataset_dir(dataset_id)
+    folder = dataset_key(dataset_id)
     try:
         if data.kind == "points":
             png = scatter_png(data.x[:2000], title=f"{builtin}: 2,000 of {data.n} points")
         else:
             png = png_bytes(image_grid(data.to_model(data.x[:64])))
-        save_bytes(folder / "preview.png", png)
+        objects.put_bytes(f"{folder}/preview.png", png)
         row = Dataset(id=dataset_id, owner_id=owner.id, name=name or builtin, source="builtin", builtin=builtin,
                       kind=data.kind, n_items=data.n, size_bytes=data.x.numel() * data.x.element_size(),
                       item_shape=list(data.item_shape), meta={"labels": data.labels is not None})
@@ -69,25 +80,26 @@ def create_builtin(session: Session, owner: Owner, store: ArtifactStore, setting
         session.commit()
     except BaseException:
         session.rollback()
-        shutil.rmtree(folder, ignore_errors=True)
+        _forget_objects(objects, folder)
         raise
     return row
 
 
-def create_upload(session: Session, owner: Owner, store: ArtifactStore, settings: Settings, staged: Path,
+def create_upload(session: Session, owner: Owner, objects: ArtifactObjects, settings: Settings, staged: Path,
                   filename: str, name: str | None, size: int) -> Dataset:
-    """Check a staged upload and turn it into a dataset; on any failure nothing stays on disk."""
+    """Check a staged upload and turn it into a dataset; on any failure nothing stays on disk or
+    in the store. The archive goes into the store from the staged file (a rename on the local
+    folder, a multipart upload read from disk on S3): never whole in memory."""
     dataset_id = new_id()
-    folder = store.dataset_dir(dataset_id)
+    folder = dataset_key(dataset_id)
     try:
         report: ArchiveReport = inspect_archive(staged, filename, settings)
-        folder.mkdir(parents=True)
-        archive = folder / ("images" + archive_suffix(filename))
-        staged.replace(archive)
-        (folder / "preview.png").write_bytes(preview_png(report.preview))
+        archive = f"{folder}/images{archive_suffix(filename)}"
+        objects.move_in(archive, staged)
+        objects.put_bytes(f"{folder}/preview.png", preview_png(report.preview))
         shape = [report.channels, *reversed(report.sizes[0])] if len(report.sizes) == 1 else None
         row = Dataset(id=dataset_id, owner_id=owner.id, name=(name or Path(filename).name)[:200], source="upload",
-                      path=store.relative(archive), kind="images", n_items=report.n_images, size_bytes=size,
+                      path=archive, kind="images", n_items=report.n_images, size_bytes=size,
                       item_shape=shape, meta={"filename": filename[:255], "sizes": report.sizes[:16],
                                               "channels": report.channels, "skipped_files": report.skipped,
                                               "uncompressed_bytes": report.uncompressed_bytes})
@@ -100,7 +112,8 @@ def create_upload(session: Session, owner: Owner, store: ArtifactStore, settings
         session.commit()
     except BaseException:
         session.rollback()
-        safe_remove(staged)
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            safe_remove(staged)
+        _forget_objects(objects, folder)
         raise
     return row

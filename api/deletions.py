@@ -11,35 +11,35 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.errors import Problem
 from kgan_service import quotas
-from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.models import UNFINISHED, Artifact, Dataset, Job, Model, Owner, get_owned
+from kgan_service.store import ArtifactObjects, StoreError, dataset_key, job_key
 
 log = logging.getLogger("kgan.api")
 
 
 @dataclass
 class Removal:
-    """What a committed deletion leaves to take off the disk."""
+    """What a committed deletion leaves to take out of the artifact store: single objects
+    (``keys``) and folders (``trees``: every object under them)."""
 
-    store: ArtifactStore
-    paths: list[Path] = field(default_factory=list)
+    objects: ArtifactObjects
+    keys: list[str] = field(default_factory=list)
+    trees: list[str] = field(default_factory=list)
 
     def remove_files(self) -> None:
-        for path in self.paths:
-            try:
-                if path.is_dir():
-                    self.store.remove_tree(path)
-                else:
-                    path.unlink(missing_ok=True)
-            except OSError:
-                log.exception("deleted rows, but could not remove %s; its bytes stay on disk", path)
+        for remove, targets in ((self.objects.delete, self.keys), (self.objects.delete_tree, self.trees)):
+            for target in targets:
+                try:
+                    remove(target)
+                except (OSError, StoreError):
+                    log.exception("deleted rows, but could not remove %s; its bytes stay in the artifact store",
+                                  target)
 
 
 def _unfinished_jobs(session: Session, owner: Owner) -> list[Job]:
@@ -57,7 +57,7 @@ def _in_use(what: str, ident: str, blocking: list[str], reason: str, remedy: str
                    "then delete it again.", slug="in-use", blocking=blocking)
 
 
-def delete_model(session: Session, store: ArtifactStore, owner: Owner, model_id: str) -> Removal:
+def delete_model(session: Session, objects: ArtifactObjects, owner: Owner, model_id: str) -> Removal:
     """The model row, its checkpoint and run folder, and every artifact made from it (pictures,
     priors trained on its critic), with the folders of the jobs that made them."""
     quotas.lock_owner(session, owner)
@@ -76,10 +76,10 @@ def delete_model(session: Session, store: ArtifactStore, owner: Owner, model_id:
     session.execute(delete(Artifact).where(Artifact.id.in_([a.id for a in artifacts])))
     session.execute(delete(Model).where(Model.id == model.id))
     session.commit()
-    return Removal(store, [store.path(a.path) for a in artifacts] + [store.job_dir(j) for j in job_ids])
+    return Removal(objects, keys=[a.path for a in artifacts], trees=[job_key(j) for j in job_ids])
 
 
-def delete_dataset(session: Session, store: ArtifactStore, owner: Owner, dataset_id: str) -> Removal:
+def delete_dataset(session: Session, objects: ArtifactObjects, owner: Owner, dataset_id: str) -> Removal:
     """The dataset row and its folder (the uploaded archive, the preview). An uploaded dataset
     that models were trained on stays until they are deleted: they read its images (a tile's
     real images, priors) from that archive."""
@@ -98,4 +98,4 @@ def delete_dataset(session: Session, store: ArtifactStore, owner: Owner, dataset
     session.execute(update(Job).where(Job.owner_id == owner.id, Job.dataset_id == dataset.id).values(dataset_id=None))
     session.execute(delete(Dataset).where(Dataset.id == dataset.id))
     session.commit()
-    return Removal(store, [store.dataset_dir(dataset.id)])
+    return Removal(objects, trees=[dataset_key(dataset.id)])

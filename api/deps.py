@@ -13,6 +13,7 @@ from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.db import READ_ONLY, Database
 from kgan_service.models import Owner
 from kgan_service.settings import Settings
+from kgan_service.store import ArtifactObjects
 
 
 # Plain attribute reads are async: FastAPI runs a sync dependency in its thread pool, a hop
@@ -25,7 +26,11 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_store(request: Request) -> ArtifactStore:
+async def get_store(request: Request) -> ArtifactObjects:
+    return request.app.state.objects
+
+
+async def get_staging(request: Request) -> ArtifactStore:
     return request.app.state.store
 
 
@@ -41,7 +46,10 @@ def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
 # scope="function": the session closes when the route returns, not after the response is sent.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+# The artifact store (KGAN_ARTIFACT_URL): every file a route reads or writes.
+StoreDep = Annotated[ArtifactObjects, Depends(get_store)]
+# This API process's own folder, where an upload is received and checked before it is stored.
+StagingDep = Annotated[ArtifactStore, Depends(get_staging)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 
 

@@ -10,17 +10,27 @@ Loading is locked per model (two first requests load it once, requests for other
 not wait); rendering takes no lock, so requests render in parallel, except where matplotlib's
 pyplot (not thread-safe) draws: scatter plots of points and some visualisations. Image
 ``samples.png`` never takes that lock.
+
+A model is loaded from the artifact store: on the local folder straight from its files, on S3
+from a copy fetched into a temporary folder that is removed once the model is in memory. A model
+trained on an uploaded archive names the archive where its worker had it; on S3 the archive is
+fetched into ``<artifact folder>/renderer-data/<model>`` (for the pictures that show training
+images), which goes when the model leaves the cache, so those files are bounded by the cache too.
 """
 
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from kgan_service.artifact_folder import ArtifactStore
 from kgan_service.settings import Settings
+from kgan_service.store import ArtifactObjects, LocalObjects
 
 _PYPLOT = threading.Lock()
 
@@ -55,8 +65,12 @@ class _Entry:
 
 
 class Renderer:
-    def __init__(self, store: ArtifactStore, settings: Settings, max_bytes: int | None = None):
-        self.store, self.settings = store, settings
+    def __init__(self, objects: ArtifactObjects, settings: Settings, max_bytes: int | None = None,
+                 archive_of: Callable[[str], str | None] | None = None):
+        """``archive_of(model_id)``: the store key of the uploaded archive the model was trained on
+        (None for a built-in dataset); asked only when a model is loaded from S3."""
+        self.objects, self.settings, self.archive_of = objects, settings, archive_of
+        self.data_dir = settings.artifacts / "renderer-data"
         # A byte budget from the settings when they have one; count-only otherwise.
         self.max_bytes = max_bytes if max_bytes is not None else settings.model_cache_bytes
         self._runs: OrderedDict[str, _Entry] = OrderedDict()
@@ -75,6 +89,8 @@ class Renderer:
 
     def clear(self) -> None:
         with self._cache_lock:
+            for model_id in list(self._runs):
+                self._drop_data(model_id)
             self._runs.clear()
 
     def forget(self, model_id: str) -> None:
@@ -82,6 +98,10 @@ class Renderer:
         with self._cache_lock:
             self._runs.pop(model_id, None)
             self._load_locks.pop(model_id, None)
+            self._drop_data(model_id)
+
+    def _drop_data(self, model_id: str) -> None:
+        shutil.rmtree(self.data_dir / model_id, ignore_errors=True)
 
     def _evict(self) -> None:
         # Called with _cache_lock held.
@@ -93,6 +113,7 @@ class Renderer:
         while len(self._runs) > 1 and over():
             evicted, _ = self._runs.popitem(last=False)
             self._load_locks.pop(evicted, None)
+            self._drop_data(evicted)
 
     def _remeasure(self, ref: ModelRef, run) -> None:
         """A visualisation may have loaded the training data into the run: count it."""
@@ -113,14 +134,27 @@ class Renderer:
             with self._cache_lock:
                 if ref.id in self._runs:
                     return self._runs[ref.id].run
-            from kgan_core.run import load_run
-
-            run = load_run(self.store.path(ref.run_path), device=self.settings.render_device)
+            run = self.load(ref)
             entry = _Entry(run, run_bytes(run))
             with self._cache_lock:
                 self._runs[ref.id] = entry
                 self._evict()
             return run
+
+    def load(self, ref: ModelRef):
+        from kgan_core.run import load_run
+
+        if isinstance(self.objects, LocalObjects):
+            return load_run(self.objects.path(ref.run_path), device=self.settings.render_device)
+        with tempfile.TemporaryDirectory(prefix="kgan-model-") as folder:
+            for name in ("checkpoint.safetensors", "run.json"):
+                self.objects.fetch(f"{ref.run_path}/{name}", Path(folder) / name)
+            run = load_run(folder, device=self.settings.render_device)
+        archive = self.archive_of(ref.id) if self.archive_of is not None else None
+        if archive is not None:
+            local = self.objects.fetch(archive, self.data_dir / ref.id / archive.rsplit("/", 1)[1])
+            run.config = run.config.model_copy(update={"dataset": str(local)})
+        return run
 
     def samples_png(self, ref: ModelRef, member: int, n: int, seed: int) -> bytes:
         from kgan_core.render import image_grid, png_bytes
@@ -143,3 +177,14 @@ class Renderer:
                 return vis.png(), vis.title
         finally:
             self._remeasure(ref, run)
+
+
+def uploaded_archive_of(db, model_id: str) -> str | None:
+    """The store key of the uploaded archive a model was trained on; None for a built-in dataset."""
+    from kgan_service.models import Dataset, Job, Model
+
+    with db.session() as s:
+        model = s.get(Model, model_id)
+        job = s.get(Job, model.job_id) if model is not None else None
+        dataset = s.get(Dataset, job.dataset_id) if job is not None and job.dataset_id else None
+        return dataset.path if dataset is not None and dataset.source == "upload" else None

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     model_cache_bytes: int | None = Field(
         2 * GiB, ge=1, le=1024 * GiB, description="memory the loaded models may take in the API process "
         "(weights, tiles, data); the least recently used are dropped first")
+    artifact_redirect_s: int = Field(
+        0, ge=0, le=7 * 86_400, description="on an S3 store, answer an artifact GET with a redirect to a presigned "
+        "URL valid this many seconds (the bytes then bypass the API); 0 streams them through the API")
     max_render_n: int = Field(1024, ge=1, le=65_536, description="most samples one PNG request may ask for")
 
     @field_validator("data_dir", "artifact_dir", "worker_scratch", "builtin_data_root", "vgg_weights")

@@ -12,11 +12,14 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from api.deps import CurrentOwner, SessionDep, StoreDep
+from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
 from api.errors import Problem, not_found
+from api.object_response import object_response
 from api.pagination import paginate
 from api.schemas import ArtifactOut, Page
 from kgan_service.models import Artifact, Owner, get_owned
+from kgan_service.settings import Settings
+from kgan_service.store import ArtifactObjects, LocalObjects, ObjectMissing
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
@@ -85,26 +88,28 @@ def artifact_meta(artifact_id: str, owner: CurrentOwner, session: SessionDep) ->
                        304: {"description": "not modified (If-None-Match matched the ETag)"},
                        400: {"description": "a Range header that cannot be parsed"},
                        416: {"description": "a Range with no byte inside the file"},
+                       307: {"description": "where KGAN_ARTIFACT_REDIRECT_S is set: a short-lived presigned URL "
+                             "of the object in the S3 store"},
                        410: {"description": "the file is gone from the artifact store"}})
 def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep,
-                 request: Request) -> Response:
-    """The file, streamed from disk in chunks (never read into memory whole); Range requests
-    are answered with 206. The ETag is the content's sha256, so it is strong and never changes."""
+                 settings: SettingsDep, request: Request) -> Response:
+    """The file, streamed from the artifact store in chunks (never read into memory whole); Range
+    requests are answered with 206. The ETag is the content's sha256, so it is strong and never changes."""
     a = artifact_file(session, owner, artifact_id)
     etag = f'"{a.sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     match = request.headers.get("if-none-match")
     if match and (match.strip() == "*" or etag in [m.strip() for m in match.split(",")]):
         return Response(status_code=304, headers=headers)
+    if not isinstance(store, LocalObjects):
+        return remote_artifact(store, settings, a, headers, request)
     path = store.path(a.path)
     try:
         st = path.stat()
     except OSError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
-        raise Problem(410, "Artifact file missing",
-                      f"Artifact {a.id} is recorded but its file is gone from the artifact store; "
-                      "re-run the job that made it.", slug="artifact-missing")
+        raise artifact_missing(a.id)
     if st.st_size <= SMALL_FILE and "range" not in request.headers:
         # One chunk: read here, in the thread this route already runs in, rather than with the
         # four thread hops (open, read, read, close) of a streamed response.
@@ -117,14 +122,54 @@ def get_artifact(artifact_id: str, owner: CurrentOwner, session: SessionDep, sto
     return response
 
 
+def artifact_missing(artifact_id: str) -> Problem:
+    return Problem(410, "Artifact file missing",
+                   f"Artifact {artifact_id} is recorded but its file is gone from the artifact store; "
+                   "re-run the job that made it.", slug="artifact-missing")
+
+
+def remote_artifact(store: ArtifactObjects, settings: Settings, a: Row, headers: dict[str, str],
+                    request: Request) -> Response:
+    """An artifact in a store on another machine (S3): a presigned redirect where configured, so
+    the bytes do not pass through the API; else streamed from the store like a local file."""
+    if settings.artifact_redirect_s:
+        url = store.presign(a.path, settings.artifact_redirect_s)
+        if url is not None:
+            # Not cached: the URL expires, the artifact's own URL does not.
+            return Response(status_code=307, headers={"Location": url, "Cache-Control": "private, no-store"})
+    try:
+        size = store.stat(a.path).size
+    except ObjectMissing:
+        raise artifact_missing(a.id) from None
+    headers = {**headers, **_disposition(a.filename)}
+    if size <= SMALL_FILE and "range" not in request.headers:
+        try:
+            data = store.get_bytes(a.path)
+        except ObjectMissing:
+            raise artifact_missing(a.id) from None
+        return Response(data, media_type=a.media_type, headers=headers)
+    ranges = None
+    http_range, if_range = request.headers.get("range"), request.headers.get("if-range")
+    # An If-Range that no longer matches the (strong) ETag: the whole object, as FileResponse does.
+    if http_range is not None and (if_range is None or if_range == headers["ETag"]):
+        ranges = parse_range(http_range, size) or None
+    return object_response(store, a.path, size, ranges, a.media_type, headers, request)
+
+
 def check_range(request: Request, response: FileResponse, size: int) -> None:
     """A Range header FileResponse would refuse, refused here as a problem document (it answers
     text/plain): 400 when it cannot be parsed, 416 when no byte of it is in the file."""
     http_range, if_range = request.headers.get("range"), request.headers.get("if-range")
     if http_range is None or (if_range is not None and not response._should_use_range(if_range)):
         return  # no range, or an If-Range that no longer matches: the whole file is sent
+    parse_range(http_range, size)
+
+
+def parse_range(http_range: str, size: int) -> list[tuple[int, int]]:
+    """The byte ranges asked for, as FileResponse reads them (end exclusive; [] for more ranges
+    than it serves, meaning the whole file), or the problem that says what is wrong."""
     try:
-        FileResponse._parse_range_header(http_range, size)
+        return FileResponse._parse_range_header(http_range, size)
     except MalformedRangeHeader:
         raise Problem(400, "Malformed Range header", "Ask for bytes as 'Range: bytes=START-END' (or "
                       "'bytes=-N' for the last N bytes); the header sent cannot be parsed.", slug="bad-range") from None

@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import datasets as service
 from api.deletions import delete_dataset
-from api.deps import CurrentOwner, SessionDep, SettingsDep, StoreDep
+from api.deps import CurrentOwner, SessionDep, SettingsDep, StagingDep, StoreDep
 from api.errors import Problem, validation_problem
 from api.pagination import paginate
 from api.schemas import BuiltinDatasetOut, DatasetOut, Page
@@ -22,6 +21,7 @@ from kgan_core.data.catalogue import BUILTINS
 from kgan_service import quotas
 from kgan_service.models import Dataset, Owner, get_owned, new_id
 from kgan_service.settings import Settings
+from kgan_service.store import ObjectMissing, dataset_key
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -68,7 +68,7 @@ UPLOAD_BODY = {
                         422: {"description": "a bad archive (the problem names the entry and what is wrong with it), "
                               "or an unknown or unavailable built-in"}})
 async def create_dataset(request: Request, owner: CurrentOwner, session: SessionDep, store: StoreDep,
-                         settings: SettingsDep, response: Response):
+                         staging: StagingDep, settings: SettingsDep, response: Response):
     """Upload an archive of images (multipart, part ``file``), or send JSON ``{"builtin": "mnist"}``."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
@@ -84,7 +84,7 @@ async def create_dataset(request: Request, owner: CurrentOwner, session: Session
         # Refuse before reading the body when the owner's storage is already full, and again
         # once the upload's size is known (the per-upload limit bounds what is staged meanwhile).
         await run_in_threadpool(_check_storage, session, owner, settings, 0)
-        staged = store.root / "uploads" / f"{new_id()}.part"
+        staged = staging.root / "uploads" / f"{new_id()}.part"
         try:
             got = await receive_upload(request, staged, settings.max_upload_bytes)
             await run_in_threadpool(_check_storage, session, owner, settings, got.size)
@@ -130,11 +130,12 @@ def get_dataset(dataset_id: str, owner: CurrentOwner, session: SessionDep) -> Da
                        410: {"description": "the preview file is gone from the artifact store"}})
 def dataset_preview(dataset_id: str, owner: CurrentOwner, session: SessionDep, store: StoreDep) -> Response:
     dataset = get_owned_dataset(session, owner, dataset_id)
-    path = store.dataset_dir(dataset.id) / "preview.png"
-    if not path.is_file():
+    try:
+        png = store.get_bytes(f"{dataset_key(dataset.id)}/preview.png")  # a small image: one read
+    except ObjectMissing:
         raise Problem(410, "Preview missing", f"The preview of dataset {dataset.id} is gone from the artifact store.",
-                      slug="artifact-missing")
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=31536000, immutable"})
+                      slug="artifact-missing") from None
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

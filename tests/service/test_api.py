@@ -208,10 +208,9 @@ def test_openapi_declares_problems_and_the_bearer_scheme(client):
 def image_store(tmp_path_factory):
     """An artifact store holding one tiny image run (thesis net, 8 px MNIST, two steps)."""
     from kgan_core.train import TrainConfig, train
-    from kgan_service.artifact_folder import ArtifactStore
+    from kgan_service.store import LocalObjects
 
-    store = ArtifactStore(tmp_path_factory.mktemp("render-store"))
-    store.ensure()
+    store = LocalObjects(tmp_path_factory.mktemp("render-store"))
     config = TrainConfig(dataset="mnist", image_size=8, limit=256, k=2, steps=2,
                          batch_size=8, n_critic=1, width=4, rounds=0, device="cpu", checkpoint_every=2, log_every=1)
     train(config, store.root / "runs" / "tiny")
