@@ -1,8 +1,10 @@
 """Fixtures for the fault tests: a whole service made of real processes (broker, API, Celery
 workers) over a database of its own, on both backends like tests/service:
 
-- ``embedded``: SQLite and a valkey-server process (what `kgan serve` runs);
-- ``postgres``: a fresh PostgreSQL database and a redis-server process (what compose runs).
+- ``embedded``: SQLite, a valkey-server process and the local artifact folder (what `kgan serve` runs);
+- ``postgres``: a fresh PostgreSQL database, a redis-server process and an S3 artifact store
+  (what compose runs; the S3 server is the tests' own, see tests/_s3.py). So every fault test
+  runs on both stores.
 
 The broker is always a process of the test's own, never the shared Redis on 6379, so the
 test can kill and restart it.
@@ -26,6 +28,7 @@ from api.migrate import upgrade
 from kgan_service.db import Database
 from kgan_service.models import Job
 from kgan_service.settings import Settings
+from kgan_service.store import open_store
 from tests._procs import Proc, service_env, start_api, start_broker, start_worker, wait_for
 from tests._service import free_port
 from tests.service.conftest import PG_ADMIN_URL, User, backends
@@ -61,6 +64,14 @@ def database_url(backend, tmp_path) -> Iterator[str | None]:
         yield None  # SQLite in the data folder
 
 
+@pytest.fixture
+def artifact_url(backend, request) -> str | None:
+    """None: the local folder under the stack's data folder; for ``postgres``, a prefix of its own in S3."""
+    if backend != "postgres":
+        return None
+    return f"{request.getfixturevalue('s3_store')}/rel-{uuid.uuid4().hex[:10]}"
+
+
 # Tiny ring8 runs: a few tens of milliseconds a step on a quiet CPU.
 FAST = {"dataset": "ring8", "n_points": 2000, "k": 2, "width": 16, "batch_size": 32, "rounds": 1,
         "log_every": 2, "checkpoint_every": 10}
@@ -83,6 +94,7 @@ class Stack:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(self.settings.db_url)
         self.db = Database(self.settings)
+        self.objects = open_store(self.settings.artifact_store_url)
         self.env = service_env(self.values)
         self.procs: list[Proc] = []
         self.broker: Proc | None = None
@@ -151,11 +163,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack_factory(backend, tmp_path, database_url, request):
+def stack_factory(backend, tmp_path, database_url, artifact_url, request):
     stacks: list[Stack] = []
 
     def make(**overrides: Any) -> Stack:
-        stack = Stack(backend, tmp_path / f"stack{len(stacks)}", database_url, **overrides)
+        stack = Stack(backend, tmp_path / f"stack{len(stacks)}", database_url,
+                      **{"artifact_url": artifact_url, **overrides})
         stacks.append(stack)
         return stack
 

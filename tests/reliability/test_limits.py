@@ -24,14 +24,15 @@ from worker.runner import JobRunner
 
 
 @pytest.fixture
-def make_client(backend, tmp_path, database_url) -> Iterator:
+def make_client(backend, tmp_path, database_url, artifact_url) -> Iterator:
     """An in-process API with the given settings over this test's own database and broker."""
     from api.main import create_app
 
     opened: list[tuple[Stack, TestClient]] = []
 
     def make(**overrides) -> tuple[Stack, TestClient]:
-        stack = Stack(backend, tmp_path / f"s{len(opened)}", database_url, reconcile_interval_s=0, **overrides)
+        stack = Stack(backend, tmp_path / f"s{len(opened)}", database_url, reconcile_interval_s=0,
+                      **{"artifact_url": artifact_url, **overrides})
         stack.start_broker()
         client = TestClient(create_app(stack.settings))
         client.__enter__()
@@ -98,12 +99,12 @@ def test_stored_bytes_cap_refuses_uploads_and_new_jobs(make_client):
     stack, client = make_client(max_stored_bytes_per_owner=len(archive) + len(archive) // 2)
     ada, bob = user(stack.settings), user(stack.settings)
     assert upload(client, ada, archive).status_code == 201
-    before = sorted(p.name for p in (stack.settings.artifacts / "datasets").iterdir())
+    before = stack.objects.list("datasets")
     body = assert_problem(upload(client, ada, archive), 413)
     assert body["type"].endswith("storage-quota-exceeded") and body["in_use"] == len(archive)
     assert f"{len(archive)} bytes" in body["detail"] and "KGAN_MAX_STORED_BYTES_PER_OWNER" in body["detail"]
     # The refused upload left nothing behind: no dataset folder, no staged file.
-    assert sorted(p.name for p in (stack.settings.artifacts / "datasets").iterdir()) == before
+    assert stack.objects.list("datasets") == before
     assert not list((stack.settings.artifacts / "uploads").iterdir())
     assert client.get("/v1/datasets", headers=ada.headers).json()["total"] == 1
     # Still under the cap: jobs are accepted. Built-in datasets store no data, so they do not count.
@@ -117,7 +118,6 @@ def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
     route's checks while another one was being received is refused once that one is stored."""
     from api import datasets as service
     from api.errors import problem_for
-    from kgan_service.artifact_folder import ArtifactStore
     from kgan_service.db import Database
     from kgan_service.errors import UploadOverStorageQuota
     from kgan_service.models import Owner
@@ -125,11 +125,11 @@ def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
     archive = images_zip()
     stack, client = make_client(max_stored_bytes_per_owner=len(archive) + len(archive) // 2)
     ada = user(stack.settings)
-    store = ArtifactStore(stack.settings.artifacts)
-    staged = store.root / "uploads" / "slow.part"  # received, and under the cap when it arrived
+    store = stack.objects
+    staged = stack.settings.artifacts / "uploads" / "slow.part"  # received, and under the cap when it arrived
     staged.write_bytes(archive)
     assert upload(client, ada, archive).status_code == 201  # the faster one is stored meanwhile
-    before = sorted(p.name for p in (store.root / "datasets").iterdir())
+    before = store.list("datasets")
     db = Database(stack.settings)
     try:
         with db.sessions() as session:
@@ -139,7 +139,7 @@ def test_two_uploads_that_each_fit_alone_are_not_both_stored(make_client):
     finally:
         db.dispose()
     assert problem_for(refused.value).status == 413 and f"{len(archive)}-byte upload" in refused.value.detail
-    assert sorted(p.name for p in (store.root / "datasets").iterdir()) == before and not staged.exists()
+    assert store.list("datasets") == before and not staged.exists()
     assert client.get("/v1/datasets", headers=ada.headers).json()["total"] == 1
 
 
@@ -163,7 +163,7 @@ def test_a_job_over_its_time_limit_fails_and_keeps_its_checkpoint(make_client):
     job = client.get(f"/v1/jobs/{job_id}", headers=ada.headers).json()
     assert job["status"] == "failed" and job["error"]["title"] == "Time limit reached"
     assert "2 s" in job["error"]["detail"] and "checkpoint is kept" in job["error"]["detail"]
-    summary = json.loads((stack.settings.artifacts / "runs" / job_id / "attempt-0001" / "run.json").read_text())
+    summary = json.loads(stack.objects.get_bytes(f"runs/{job_id}/attempt-0001/run.json"))
     assert summary["step"] > 0  # stopping wrote a checkpoint of the work done
 
     # A job whose worker was lost after its limit passed fails at its next claim instead of running again.

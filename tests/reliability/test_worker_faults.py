@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow  # real processes; still part of the default run
 
 
 def checkpoint_step(stack, job_id: str, attempt: int) -> int:
-    summary = stack.settings.artifacts / "runs" / job_id / f"attempt-{attempt:04d}" / "run.json"
-    return int(json.loads(summary.read_text())["step"])
+    summary = stack.objects.get_bytes(f"runs/{job_id}/attempt-{attempt:04d}/run.json")
+    return int(json.loads(summary)["step"])
 
 
 def pool_child(worker) -> int:

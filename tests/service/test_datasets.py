@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from kgan_service.db import Database
 from kgan_service.models import Dataset
+from kgan_service.store import LocalObjects, open_store
 from tests.service.conftest import assert_problem, make_settings
 
 
@@ -135,14 +136,15 @@ def upload(client, user, data: bytes, filename: str = "images.zip", **fields):
 
 
 def leftovers(settings) -> tuple[int, list[str]]:
+    """Dataset rows, and what is stored for datasets or staged for uploads."""
     db = Database(settings)
     try:
         with db.session() as s:
             rows = s.scalar(select(func.count()).select_from(Dataset))
     finally:
         db.dispose()
-    files = [p.name for sub in ("datasets", "uploads") for p in (settings.artifacts / sub).iterdir()]
-    return rows, files
+    staged = [p.name for p in (settings.artifacts / "uploads").iterdir()]
+    return rows, sorted(info.key for info in open_store(settings.artifact_store_url).list("datasets")) + staged
 
 
 def test_upload_a_zip_of_images(client, alice):
@@ -239,7 +241,7 @@ def files_under(root) -> set[str]:
     return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
 
 
-def test_nothing_is_written_outside_the_datasets_folder(client, alice, settings):
+def test_nothing_is_written_outside_the_datasets_folder(client, alice, settings, objects):
     """Uploads are never extracted: hostile names create nothing anywhere, and a good upload
     adds exactly its archive and preview, in its own folder."""
     root = settings.data_dir.parent  # the test's whole temporary tree, not just the service's data
@@ -251,10 +253,13 @@ def test_nothing_is_written_outside_the_datasets_folder(client, alice, settings)
     assert not [p for p in ("/tmp/evil-abs.png", "/evil.png", "/tmp/evil.png") if os.path.exists(p)]
     r = upload(client, alice, zip_of({"deep/er/a.png": png(), "b.png": png()}))
     assert r.status_code == 201, r.text
-    added = files_under(root) - before
-    folder = os.path.relpath(settings.artifacts / "datasets" / r.json()["id"], root)
-    assert added - {os.path.relpath(settings.data_dir / "kgan.db-journal", root)} == {
-        f"{folder}/images.zip", f"{folder}/preview.png"}, added
+    added = files_under(root) - before - {os.path.relpath(settings.data_dir / "kgan.db-journal", root)}
+    folder = f"datasets/{r.json()['id']}"
+    assert {info.key for info in objects.list(folder)} == {f"{folder}/images.zip", f"{folder}/preview.png"}
+    # On the local folder store those are the only new files; on S3 nothing stays on this machine.
+    local = {os.path.relpath(objects.path(f"{folder}/{name}"), root) for name in ("images.zip", "preview.png")} \
+        if isinstance(objects, LocalObjects) else set()
+    assert added == local, added
 
 
 def corrupted(data: bytes, rng: random.Random) -> bytes:
@@ -354,14 +359,15 @@ def test_train_on_an_uploaded_dataset_and_render_members(client, alice, settings
     assert "9999" in bad_dim["detail"]
 
 
-def test_a_job_whose_data_vanished_fails_with_a_reason(client, alice, settings):
+def test_a_job_whose_data_vanished_fails_with_a_reason(client, alice, settings, objects):
     from worker.runner import JobRunner
 
     d = upload(client, alice, zip_of(digits(4))).json()
     params = {"dataset_id": d["id"], "k": 2, "steps": 2, "batch_size": 2, "n_critic": 1, "width": 4}
     job = client.post("/v1/jobs", json={"kind": "train", "params": params}, headers=alice.headers).json()
-    for f in (settings.artifacts / "datasets" / d["id"]).glob("images.*"):
-        f.write_bytes(b"gone")
+    for info in objects.list(f"datasets/{d['id']}"):
+        if info.key.rsplit("/", 1)[1].startswith("images."):
+            objects.put_bytes(info.key, b"gone")
     assert JobRunner(settings).run(job["id"]) == "failed"
     body = client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
     assert body["status"] == "failed" and body["error"]["title"] and "zip" in body["error"]["detail"]

@@ -39,7 +39,7 @@ def visualise(client, user, model_id: str) -> dict:
     return job.json()
 
 
-def test_deleting_a_model_removes_it_everything_made_from_it_and_its_bytes(client, settings, app):
+def test_deleting_a_model_removes_it_everything_made_from_it_and_its_bytes(client, settings, app, objects):
     ada = make_user(settings)
     train_job, model_id = train(client, settings, ada)
     shown = visualise(client, ada, model_id)
@@ -49,8 +49,7 @@ def test_deleting_a_model_removes_it_everything_made_from_it_and_its_bytes(clien
     artifacts = client.get(f"/v1/artifacts?model_id={model_id}", headers=ada.headers).json()["items"]
     kinds = {a["kind"] for a in artifacts}
     assert {"checkpoint", "run-summary"} <= kinds and len(kinds) > 2, kinds  # the visualise job's pictures too
-    runs = settings.artifacts / "runs"
-    assert (runs / train_job).is_dir() and (runs / shown["id"]).is_dir()
+    assert objects.list(f"runs/{train_job}") and objects.list(f"runs/{shown['id']}")
     assert stored(settings, ada) == sum(a["size_bytes"] for a in artifacts) > 0
 
     r = client.delete(f"/v1/models/{model_id}", headers=ada.headers)
@@ -61,7 +60,7 @@ def test_deleting_a_model_removes_it_everything_made_from_it_and_its_bytes(clien
     for a in artifacts:
         assert_problem(client.get(f"/v1/artifacts/{a['id']}", headers=ada.headers), 404)
     assert client.get(f"/v1/artifacts?model_id={model_id}", headers=ada.headers).json()["total"] == 0
-    assert not (runs / train_job).exists() and not (runs / shown["id"]).exists()
+    assert not objects.list(f"runs/{train_job}") and not objects.list(f"runs/{shown['id']}")
     assert model_id not in app.state.renderer.cached_ids()
     assert stored(settings, ada) == 0
     # The jobs stay, as the history of what ran; the train job no longer points at a model.
@@ -96,11 +95,11 @@ def test_another_owners_model_and_dataset_cannot_be_deleted(client, settings):
     assert client.get(f"/v1/datasets/{dataset_id}", headers=ada.headers).status_code == 200
 
 
-def test_deleting_an_uploaded_dataset_frees_its_bytes_once_nothing_needs_it(client, settings):
+def test_deleting_an_uploaded_dataset_frees_its_bytes_once_nothing_needs_it(client, settings, objects):
     ada = make_user(settings)
     d = upload(client, ada, zip_of(digits(16))).json()
-    folder = settings.artifacts / "datasets" / d["id"]
-    assert folder.is_dir() and stored(settings, ada) == d["size_bytes"] > 0
+    folder = f"datasets/{d['id']}"
+    assert objects.list(folder) and stored(settings, ada) == d["size_bytes"] > 0
     params = {"dataset_id": d["id"], "k": 2, "steps": 2, "batch_size": 4, "n_critic": 1, "width": 4, "rounds": 0,
               "log_every": 1}
     waiting = client.post("/v1/jobs", json={"kind": "train", "params": params}, headers=ada.headers).json()
@@ -116,7 +115,7 @@ def test_deleting_an_uploaded_dataset_frees_its_bytes_once_nothing_needs_it(clie
     assert client.delete(f"/v1/models/{model_id}", headers=ada.headers).status_code == 204
     r = client.delete(f"/v1/datasets/{d['id']}", headers=ada.headers)
     assert r.status_code == 204, r.text
-    assert not folder.exists() and stored(settings, ada) == 0
+    assert not objects.list(folder) and stored(settings, ada) == 0
     assert_problem(client.get(f"/v1/datasets/{d['id']}", headers=ada.headers), 404)
     assert client.get(f"/v1/jobs/{waiting['id']}", headers=ada.headers).json()["dataset_id"] is None
     assert client.get("/v1/datasets", headers=ada.headers).json()["total"] == 0

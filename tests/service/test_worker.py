@@ -59,7 +59,7 @@ def set_row(settings, job_id: str, **values) -> None:
         db.dispose()
 
 
-def test_cancel_a_running_job_keeps_its_checkpoint(client, alice, settings):
+def test_cancel_a_running_job_keeps_its_checkpoint(client, alice, settings, objects):
     job_id = submit(client, alice, steps=100_000, log_every=2, checkpoint_every=1000)
     thread, out = in_thread(JobRunner(settings).run, job_id)
     get = lambda: client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()  # noqa: E731
@@ -73,8 +73,8 @@ def test_cancel_a_running_job_keeps_its_checkpoint(client, alice, settings):
     assert out["result"] == "cancelled"
     final = get()
     assert final["status"] == "cancelled" and final["finished_at"] and final["model_id"] is None
-    checkpoint = settings.artifacts / "runs" / job_id / "attempt-0001" / "checkpoint.safetensors"
-    assert checkpoint.is_file()  # stopping writes one, so the work is not lost
+    # Stopping writes one, and puts it into the store, so the work is not lost.
+    assert objects.exists(f"runs/{job_id}/attempt-0001/checkpoint.safetensors")
 
 
 def test_lost_worker_is_requeued_and_the_next_attempt_resumes(client, alice, settings, caplog):
@@ -159,7 +159,7 @@ def test_reconciler_redispatches_lost_messages_and_gives_up_after_max_attempts(c
     assert job["status"] == "failed" and "checkpoint" in job["error"]["detail"]
 
 
-def test_shutdown_checkpoints_and_requeues_instead_of_failing(client, alice, settings):
+def test_shutdown_checkpoints_and_requeues_instead_of_failing(client, alice, settings, objects):
     import json
 
     from worker.runner import SHUTDOWN
@@ -178,8 +178,8 @@ def test_shutdown_checkpoints_and_requeues_instead_of_failing(client, alice, set
     assert out["result"] == "requeued"
     job = get()
     assert (job["status"], job["attempt"], job["error"]) == ("queued", 1, None)
-    summary = settings.artifacts / "runs" / job_id / "attempt-0001" / "run.json"
-    assert json.loads(summary.read_text())["step"] == job["progress"]["step"] >= 4  # checkpointed where it stopped
+    summary = objects.get_bytes(f"runs/{job_id}/attempt-0001/run.json")
+    assert json.loads(summary)["step"] == job["progress"]["step"] >= 4  # checkpointed where it stopped
     assert any(job_id.encode() in m for m in broker.lrange(settings.queue, 0, -1))  # and sent again
     assert row(settings, job_id).handed_back == 1  # a shutdown, not a lost worker
     client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers)

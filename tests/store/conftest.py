@@ -4,23 +4,11 @@ server on 127.0.0.1, see tests/_s3.py). Each test gets its own folder or its own
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from kgan_service.store import ArtifactObjects, open_store
-from tests._s3 import S3Server, s3_server
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory) -> Iterator[S3Server]:
-    with s3_server(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def s3_bucket(s3: S3Server) -> str:
-    return s3.create_bucket()
+from tests._s3 import S3Server
 
 
 @pytest.fixture
