@@ -299,6 +299,7 @@ class JobRunner:
         data = self.load_data(config.dataset, config.image_size, config.channels, config.limit,
                               n_points=config.n_points, seed=config.seed)
         run_dir, resumed_from = self.run_dir(claim)
+        config = same_archive_as_checkpoint(config, run_dir)
         deadline = self.deadline(claim.started_at)
         events: list[str] = []
         # Shown in the job's progress: which attempt reports, and where it took over (what a lost
@@ -453,6 +454,24 @@ class JobRunner:
             stop.set("superseded")
         elif self.cancel_requested(claim):
             stop.set("cancelled")
+
+
+def same_archive_as_checkpoint(config, run_dir: Path):
+    """The config to resume with. An uploaded archive is where each worker's cache keeps it, so
+    a checkpoint written on another host names the same archive by another path, and the
+    trainer refuses a resume whose config differs: name it as the checkpoint does (the data is
+    already loaded from this worker's copy; the name is only compared and recorded)."""
+    try:
+        saved = json.loads((run_dir / CHECKPOINT_FILES[1]).read_text())["config"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return config
+    if not isinstance(saved, str) or saved == config.dataset:
+        return config
+    # The same store key under another cache folder: '<scratch>/cache/datasets/<id>/images.zip'.
+    ours, theirs = Path(config.dataset).parts, Path(saved).parts
+    if len(ours) >= 4 and ours[-3] == "datasets" and ours[-3:] == theirs[-3:] and ours[-4] == theirs[-4] == "cache":
+        return config.model_copy(update={"dataset": saved})
+    return config
 
 
 # The runner of each job kind: (runner, claim, stop) -> how the attempt ended. Looked up on the

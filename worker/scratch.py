@@ -39,6 +39,26 @@ class Scratch:
         with contextlib.suppress(OSError):
             job.rmdir()  # only when no other attempt of the job runs here
 
+    def attempt_folders(self) -> list[tuple[str, int, Path]]:
+        """(job, attempt, folder) of every attempt folder here."""
+        found = []
+        for path in (self.root / "attempts").glob("*/attempt-*"):
+            try:
+                found.append((path.parent.name, int(path.name.removeprefix("attempt-")), path))
+            except ValueError:
+                continue
+        return found
+
+    def remove_attempts_that_are_over(self, live: set[tuple[str, int]]) -> int:
+        """Remove the folders of attempts not in ``live`` (the running attempts, as the database
+        has them): what a worker killed on this host left. Returns how many went."""
+        gone = 0
+        for job_id, attempt, _path in self.attempt_folders():
+            if (job_id, attempt) not in live:
+                self.remove_attempt(job_id, attempt)
+                gone += 1
+        return gone
+
     def cached(self, key: str) -> Path:
         """A local path holding the object ``key`` (a finished dataset, model file or prior: objects
         that never change under their key, so a cached copy stays right)."""

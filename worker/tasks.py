@@ -23,7 +23,7 @@ from functools import cache
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 from celery.worker.request import Request
 
 from kgan_service.settings import get_settings
@@ -65,6 +65,35 @@ def _install_stop_handlers() -> None:
 
 
 _registration = None
+
+
+@worker_init.connect
+def _clear_scratch(**_):
+    """In the main process, before any pool process takes a job: the scratch folders of attempts
+    that are over (a worker killed on this host left them; their checkpoints are in the store).
+    A running attempt's folder stays: another worker on this host with the same scratch may own it."""
+    from sqlalchemy import select
+
+    from kgan_service.db import Database
+    from kgan_service.models import Job, JobStatus
+    from worker.scratch import Scratch
+
+    settings = get_settings()
+    scratch = Scratch(settings.scratch, None, settings.worker_cache_bytes)
+    if not scratch.attempt_folders():
+        return
+    db = Database(settings)  # closed at once: pool processes must not inherit its connections
+    try:
+        with db.session() as session:
+            live = set(session.execute(select(Job.id, Job.attempt).where(Job.status == JobStatus.RUNNING)).tuples())
+        gone = scratch.remove_attempts_that_are_over(live)
+    except Exception:  # the database is away: the folders go at the next start
+        log.exception("could not tell which attempt folders in %s are over; kept them", settings.scratch)
+        return
+    finally:
+        db.dispose()
+    if gone:
+        log.info("removed %d attempt folder(s) of attempts that are over from %s", gone, settings.scratch)
 
 
 @worker_process_init.connect

@@ -53,3 +53,13 @@ def test_each_saved_checkpoint_is_uploaded_once_run_json_last(objects, tmp_path)
     assert objects.get_bytes("runs/j/attempt-0002/checkpoint.safetensors") == b"step 20"
     scratch.remove_attempt("j", 2)
     assert not (tmp_path / "scratch" / "attempts" / "j").exists()
+
+
+def test_a_restarted_worker_removes_the_folders_of_attempts_that_are_over(objects, tmp_path):
+    scratch = Scratch(tmp_path / "scratch", objects, cache_bytes=0)
+    for job_id, attempt in (("j1", 1), ("j1", 2), ("j2", 1)):
+        (scratch.attempt_dir(job_id, attempt) / "checkpoint.safetensors").write_bytes(b"x")
+    # j1's attempt 2 still runs (another worker on this host); the rest were left by a killed worker.
+    assert scratch.remove_attempts_that_are_over({("j1", 2)}) == 2
+    assert [(job, attempt) for job, attempt, _ in scratch.attempt_folders()] == [("j1", 2)]
+    assert not (tmp_path / "scratch" / "attempts" / "j2").exists()
