@@ -1,14 +1,13 @@
-"""The artifact folder the API and the workers read and write today: one folder holding uploads,
-run folders with checkpoints, and rendered artifacts (KGAN_ARTIFACT_DIR, by default KGAN_DATA_DIR/artifacts). SQL
-rows hold paths relative to its root, so it can be mounted at different places in the api and
-worker containers; those paths are also valid keys of kgan_service.store, the store interface
-with a local-folder and an S3 backend (KGAN_ARTIFACT_URL)."""
+"""A process's own artifact folder (KGAN_ARTIFACT_DIR, by default KGAN_DATA_DIR/artifacts): where
+the API receives an upload and checks it before moving it into the artifact store, and, unless
+KGAN_WORKER_SCRATCH says otherwise, where a worker keeps its scratch folder. Every file the
+service keeps lives in the store (kgan_service.store, KGAN_ARTIFACT_URL), which by default is
+this same folder; on S3 nothing in it is shared with another host."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 
@@ -17,37 +16,14 @@ class ArtifactStore:
         self.root = Path(root)
 
     def ensure(self) -> None:
+        # The store's folders too, so that a local-folder store looks the same from its first start.
         for sub in ("datasets", "runs", "uploads", "previews"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-
-    def path(self, relative: str) -> Path:
-        full = (self.root / relative).resolve()
-        # Paths come from our own rows, but a bug must never serve a file outside the store.
-        if not full.is_relative_to(self.root.resolve()):
-            raise ValueError(f"{relative!r} leaves the artifact store")
-        return full
-
-    def relative(self, path: Path) -> str:
-        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
-
-    # Each attempt of a job gets its own run folder: a stale worker that still runs an old
-    # attempt writes only there and can never clobber the checkpoint of the newer attempt.
-    def job_dir(self, job_id: str) -> Path:
-        return self.root / "runs" / job_id
-
-    def attempt_dir(self, job_id: str, attempt: int) -> Path:
-        return self.job_dir(job_id) / f"attempt-{attempt:04d}"
-
-    def dataset_dir(self, dataset_id: str) -> Path:
-        return self.root / "datasets" / dataset_id
 
     def check_writable(self) -> None:
         probe = self.root / f".ready-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
-
-    def remove_tree(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def file_sha256(path: Path) -> str:
