@@ -2,6 +2,7 @@
 work, and requests per second for cached artifact GETs under 16 concurrent clients.
 
     .venv/bin/python benchmarks/serving.py [--requests 200] [--duration 10] [--clients 16] [--workers 1]
+                                           [--store local|s3|both]
 
 Starts the service the way a person would (``python -m api.serve``: SQLite, an embedded Redis,
 one Celery worker, uvicorn with its access log), trains a tiny 64 px model through it (thesis
@@ -21,6 +22,14 @@ then measures against that real process:
 Then the same numbers from the API alone, as docker-compose runs it but without the access
 log (``uvicorn --factory api.main:create_app --no-access-log``, the Celery worker stopped).
 The client runs on the same machine and competes for its cores. Prints a table.
+
+``--store s3`` (or ``both``, which keeps the local rows beside it): the same API alone again, its
+artifact store an S3 bucket on moto's server (``moto[server]``, started in this process on
+127.0.0.1) holding a copy of the local folder's objects, so the rows differ only in where the
+bytes come from: a model loaded for ``samples.png`` is fetched from S3 (once: then it is
+cached), and every artifact GET asks the bucket for the object's size and its bytes. moto is
+a Python server sharing this process with the client: a pessimistic stand-in for MinIO or AWS.
+Rows named "S3 ÷ local" give the ratios of the medians and rates.
 
 ``--workers N`` (N > 1) runs uvicorn's multi-process mode instead. Do not use it with
 uvicorn's h11 protocol (what is installed here, without httptools): the worker processes'
@@ -130,7 +139,7 @@ def serve(data_dir: Path, *, worker: bool = True, log_level: str = "info", **env
 
 
 @contextmanager
-def uvicorn_workers(data_dir: Path, key: str, workers: int):
+def uvicorn_workers(data_dir: Path, key: str, workers: int, **extra: str):
     """The API alone, as compose runs it, without the access log (and with N processes if asked)."""
     port = free_port()
     log = data_dir / f"uvicorn-{port}.log"
@@ -139,7 +148,7 @@ def uvicorn_workers(data_dir: Path, key: str, workers: int):
     if workers > 1:
         cmd += ["--workers", str(workers)]
     # No broker is needed to read; the reconciler stays off (no one queues anything here).
-    env = env_for(data_dir, KGAN_BROKER_URL="redis://127.0.0.1:1/0", KGAN_RECONCILE_INTERVAL_S="0")
+    env = env_for(data_dir, KGAN_BROKER_URL="redis://127.0.0.1:1/0", KGAN_RECONCILE_INTERVAL_S="0", **extra)
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -162,6 +171,35 @@ def train_through(service: Service, params: dict, timeout: float = 600) -> dict:
     if job["status"] != "succeeded":
         raise RuntimeError(f"training job ended {job['status']}: {job.get('error')}")
     return job
+
+
+@contextmanager
+def s3_copy_of(data_dir: Path):
+    """moto's S3 server on a free port, with a bucket holding every object of the local artifact
+    folder under the same keys (the rows in SQL name keys, so they are valid on both); yields the
+    settings (KGAN_ARTIFACT_URL and the AWS_* variables) that point a process at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from kgan_service.store import open_store
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+               "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_REGION": "us-east-1"}
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                     aws_secret_access_key="bench-secret", region_name="us-east-1").create_bucket(Bucket="kgan-bench")
+        url = "s3://kgan-bench/artifacts"
+        os.environ.update(env)  # boto3 reads the credentials from the environment
+        local, remote = open_store((data_dir / "artifacts").as_uri()), open_store(url)
+        for info in local.list():
+            if not info.key.startswith(("worker-scratch/", "uploads/")):
+                remote.put_file(info.key, local.path(info.key))
+        yield {"KGAN_ARTIFACT_URL": url, **env}
+    finally:
+        server.stop()
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -307,6 +345,17 @@ def measure(service: Service, label: str, model: dict, run_dir: Path, artifact: 
     ]
 
 
+def ratios(local: list[tuple], s3: list[tuple]) -> list[tuple]:
+    """S3 ÷ local for the samples.png p50 and the artifact GET rates (the rows measure() made)."""
+    def first_number(row: tuple) -> float:
+        return float(re.match(r"[\d.]+", row[2]).group(0))
+
+    out = []
+    for i, what in ((0, "samples.png p50"), (3, "artifact GET rate"), (4, "artifact GET → 304 rate")):
+        out.append(("S3 ÷ local", what, f"{first_number(s3[i]) / first_number(local[i]):.2f}×", "", ""))
+    return out
+
+
 def print_table(rows: list[tuple]) -> None:
     header = ("server", "measure", "result", "target", "met")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -324,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn processes for the second run (see above)")
     parser.add_argument("--keep", help="keep the data folder here (default: a temporary one, removed)")
+    parser.add_argument("--store", choices=("local", "s3", "both"), default="local",
+                        help="artifact store of the API-alone runs: the local folder, S3 (moto), or both, same run")
     args = parser.parse_args(argv)
     data_dir = Path(args.keep or tempfile.mkdtemp(prefix="kgan-serving-"))
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -339,9 +390,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trained {model['id']} (k={model['k']}, item shape {model['item_shape']}) in "
                   f"{time.perf_counter() - started:.0f} s; measuring…", file=sys.stderr)
             rows += measure(service, "api.serve (default)", model, run_dir, artifact, args)
-        with uvicorn_workers(data_dir, service.key, args.workers) as tuned:
-            label = "uvicorn --no-access-log" + (f" --workers {args.workers}" if args.workers > 1 else "")
-            rows += measure(tuned, label, model, run_dir, artifact, args)
+        label = "uvicorn --no-access-log" + (f" --workers {args.workers}" if args.workers > 1 else "")
+        if args.store in ("local", "both"):
+            with uvicorn_workers(data_dir, service.key, args.workers) as tuned:
+                local_rows = measure(tuned, label, model, run_dir, artifact, args)
+            rows += local_rows
+        if args.store in ("s3", "both"):
+            with s3_copy_of(data_dir) as s3_env, \
+                    uvicorn_workers(data_dir, service.key, args.workers, **s3_env) as on_s3:
+                s3_rows = measure(on_s3, label + ", S3 store (moto)", model, run_dir, artifact, args)
+            rows += s3_rows
+        if args.store == "both":
+            rows += ratios(local_rows, s3_rows)
     finally:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
