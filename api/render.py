@@ -145,11 +145,12 @@ class Renderer:
         from kgan_core.run import load_run
 
         if isinstance(self.objects, LocalObjects):
-            return load_run(self.objects.path(ref.run_path), device=self.settings.render_device)
+            return load_run(self.objects.path(ref.run_path), device=self.settings.render_device,
+                            max_pixels=self.settings.max_image_pixels)
         with tempfile.TemporaryDirectory(prefix="kgan-model-") as folder:
             for name in ("checkpoint.safetensors", "run.json"):
                 self.objects.fetch(f"{ref.run_path}/{name}", Path(folder) / name)
-            run = load_run(folder, device=self.settings.render_device)
+            run = load_run(folder, device=self.settings.render_device, max_pixels=self.settings.max_image_pixels)
         archive = self.archive_of(ref.id) if self.archive_of is not None else None
         if archive is not None:
             local = self.objects.fetch(archive, self.data_dir / ref.id / archive.rsplit("/", 1)[1])
