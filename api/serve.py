@@ -99,7 +99,9 @@ def worker_command(settings: Settings, loglevel: str = "INFO", suffix: str = "")
     # Celery node names must differ between the workers of one host (one per GPU).
     node = f"kgan-embedded-{os.getpid()}" + (f"-{suffix}" if suffix else "")
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
-            "--concurrency", "1", "--queues", settings.queue, "--loglevel", loglevel,
+            # The queues this host takes (KGAN_WORKER_QUEUES; default KGAN_QUEUE alone): compose's GPU
+            # workers take gpu,kgan,cpu and a CPU-only host cpu, or routed jobs would wait forever.
+            "--concurrency", "1", "--queues", ",".join(settings.worker_queue_names), "--loglevel", loglevel,
             "--hostname", f"{node}@{socket.gethostname()}", "--without-gossip", "--without-mingle"]
 
 

@@ -237,5 +237,10 @@ def test_dockerfile_copies_what_exists_and_runs_the_real_entry_points():
 
     assert compose()["services"]["worker"]["command"][:3] == ["python", "-m", "api.serve"]
     assert "worker.celery_app" in worker_command(Settings()) and (ROOT / "worker" / "celery_app.py").is_file()
+    # the worker processes it starts take the host's queues, not only the default one
+    argv = worker_command(Settings(queue="kgan", worker_queues="gpu, kgan,cpu"))
+    assert argv[argv.index("--queues") + 1] == "gpu,kgan,cpu"
+    argv = worker_command(Settings(queue="kgan"))
+    assert argv[argv.index("--queues") + 1] == "kgan"
     pins = dict(re.findall(r'"(torch|torchvision)==([\d.]+)"', (ROOT / "pyproject.toml").read_text()))
     assert f"torch=={pins['torch']}" in text and f"torchvision=={pins['torchvision']}" in text
