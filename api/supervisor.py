@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kgan_service.workers import pid_alive
+
 log = logging.getLogger("kgan.serve")
 
 MARKER_VARIABLE = "KGAN_SERVE_RUN"  # in every child's environment; inherited by whatever it forks
@@ -46,16 +48,6 @@ KILL_WAIT_S = 5.0  # after SIGKILL: only the kernel is left to act
 
 
 HAVE_PROC = Path("/proc/self/stat").exists()  # Linux; elsewhere only our own children can be told apart
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def boot_id() -> str:
@@ -103,7 +95,7 @@ class Recorded:
         """Live processes of this child's session: the leader if it is still the recorded
         process, and any process of the session that carries ``marker``."""
         if not HAVE_PROC:
-            return [self.pid] if _exists(self.pid) else []
+            return [self.pid] if pid_alive(self.pid) else []
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():

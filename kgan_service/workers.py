@@ -23,7 +23,8 @@ def worker_identity(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -40,7 +41,7 @@ def holder_is_dead(worker: str | None) -> bool:
     if not worker or ":" not in worker:
         return False
     host, _, pid = worker.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
 
 
 FORGET_AFTER = timedelta(days=1)  # rows of workers gone this long are deleted by the next one to register
