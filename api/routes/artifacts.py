@@ -44,7 +44,7 @@ def artifact_file(session: Session, owner: Owner, artifact_id: str) -> Row:
     """Just what sending the file needs; a download does not load (or JSON-decode) ``meta``."""
     row = session.execute(
         select(Artifact.id, Artifact.owner_id, Artifact.sha256, Artifact.path, Artifact.media_type,
-               Artifact.filename).where(Artifact.id == artifact_id)
+               Artifact.filename, Artifact.size_bytes).where(Artifact.id == artifact_id)
     ).one_or_none()
     if row is None or row.owner_id != owner.id:
         raise not_found("artifact", artifact_id)
@@ -137,17 +137,19 @@ def remote_artifact(store: ArtifactObjects, settings: Settings, a: Row, headers:
         if url is not None:
             # Not cached: the URL expires, the artifact's own URL does not.
             return Response(status_code=307, headers={"Location": url, "Cache-Control": "private, no-store"})
-    try:
-        size = store.stat(a.path).size
-    except ObjectMissing:
-        raise artifact_missing(a.id) from None
     headers = {**headers, **_disposition(a.filename)}
-    if size <= SMALL_FILE and "range" not in request.headers:
+    # The row records the size (artifacts never change under their key), so a small whole file is
+    # one GET; a missing object still answers 410 from it.
+    if a.size_bytes <= SMALL_FILE and "range" not in request.headers:
         try:
             data = store.get_bytes(a.path)
         except ObjectMissing:
             raise artifact_missing(a.id) from None
         return Response(data, media_type=a.media_type, headers=headers)
+    try:  # a streamed answer commits to its status before the first byte: ask first
+        size = store.stat(a.path).size
+    except ObjectMissing:
+        raise artifact_missing(a.id) from None
     ranges = None
     http_range, if_range = request.headers.get("range"), request.headers.get("if-range")
     # An If-Range that no longer matches the (strong) ETag: the whole object, as FileResponse does.

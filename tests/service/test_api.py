@@ -318,6 +318,28 @@ def test_several_ranges_and_if_range_are_answered_as_for_a_local_file(client, tr
     assert fresh.status_code == 206 and fresh.content == whole.content[:10]
 
 
+def test_an_artifact_whose_object_is_gone_is_a_410_whole_or_in_part(client, settings, trained, objects):
+    """On both stores; on S3 a small whole file is one GET (the row knows its size), a range asks first."""
+    from kgan_service.models import Artifact
+
+    artifact_id = trained.artifact_ids[0]
+    db = Database(settings)
+    try:
+        with db.session() as s:
+            key = s.get(Artifact, artifact_id).path
+    finally:
+        db.dispose()
+    saved = objects.get_bytes(key)
+    objects.delete(key)
+    try:
+        for headers in ({}, {"Range": "bytes=0-9"}):
+            r = client.get(f"/v1/artifacts/{artifact_id}", headers={**trained.user.headers, **headers})
+            assert assert_problem(r, 410)["title"] == "Artifact file missing"
+    finally:
+        objects.put_bytes(key, saved)
+    assert client.get(f"/v1/artifacts/{artifact_id}", headers=trained.user.headers).content == saved
+
+
 def test_an_s3_store_can_answer_with_a_presigned_redirect(settings, trained, objects):
     import httpx
 
