@@ -104,12 +104,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db.dispose()
 
     app = FastAPI(title="kgan", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    from api.render import Renderer, uploaded_archive_of
+    from api.render import Renderer
+    from kgan_service.models import uploaded_archive_of
 
     app.state.settings, app.state.db, app.state.store, app.state.celery = settings, db, store, queue.celery
     app.state.objects = objects
     app.state.send_job = queue.send
-    app.state.renderer = Renderer(objects, settings, archive_of=lambda model_id: uploaded_archive_of(db, model_id))
+    def archive_of(model_id: str) -> str | None:
+        with db.session() as s:
+            return uploaded_archive_of(s, model_id)
+
+    app.state.renderer = Renderer(objects, settings, archive_of=archive_of)
     app.state.schema_head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     app.state.registry = registry = CollectorRegistry()
     registry.register(JobCollector(db))

@@ -179,13 +179,3 @@ class Renderer:
         finally:
             self._remeasure(ref, run)
 
-
-def uploaded_archive_of(db, model_id: str) -> str | None:
-    """The store key of the uploaded archive a model was trained on; None for a built-in dataset."""
-    from kgan_service.models import Dataset, Job, Model
-
-    with db.session() as s:
-        model = s.get(Model, model_id)
-        job = s.get(Job, model.job_id) if model is not None else None
-        dataset = s.get(Dataset, job.dataset_id) if job is not None and job.dataset_id else None
-        return dataset.path if dataset is not None and dataset.source == "upload" else None

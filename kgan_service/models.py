@@ -214,3 +214,13 @@ def get_owned(session: Session, owner: Owner, entity: type[Row], object_id: str,
     if row is None or row.owner_id != owner.id:  # type: ignore[attr-defined]
         raise NotFound(what, object_id)
     return row
+
+
+def uploaded_archive_of(session: Session, model_id: str) -> str | None:
+    """The store key of the uploaded archive a model was trained on; None for a built-in dataset.
+    Its run.json names the archive where the training worker had it, which is elsewhere on any
+    other host."""
+    model = session.get(Model, model_id)
+    job = session.get(Job, model.job_id) if model is not None else None
+    dataset = session.get(Dataset, job.dataset_id) if job is not None and job.dataset_id else None
+    return dataset.path if dataset is not None and dataset.source == "upload" else None

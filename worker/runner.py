@@ -32,7 +32,7 @@ from kgan_service import jobs as lifecycle
 from kgan_service.artifact_folder import file_sha256
 from kgan_service.db import Database, utcnow
 from kgan_service.jobs import Claim, Output
-from kgan_service.models import Artifact, Dataset, Job, JobKind, Model
+from kgan_service.models import Artifact, Dataset, JobKind, Model, uploaded_archive_of
 from kgan_service.settings import Settings
 from kgan_service.store import ArtifactObjects, StoreError, attempt_key, job_key, open_store
 from kgan_service.workers import worker_identity
@@ -267,14 +267,6 @@ class JobRunner:
             path = self.scratch.cached(f"{run_path}/{name}")
         return path.parent
 
-    def uploaded_data_of(self, model_id: str) -> str | None:
-        """The store key of the uploaded archive a model was trained on (None: a built-in dataset)."""
-        with self.db.session() as s:
-            model = s.get(Model, model_id)
-            job = s.get(Job, model.job_id) if model is not None else None
-            dataset = s.get(Dataset, job.dataset_id) if job is not None and job.dataset_id else None
-            return dataset.path if dataset is not None and dataset.source != "builtin" else None
-
     def load_data(self, source: str, image_size: int | None, channels: int | None, limit: int | None, **options):
         """The job's data, loaded by the rules its upload was checked by: the pixel limit is this
         server's KGAN_MAX_IMAGE_PIXELS, as it was for the upload."""
@@ -432,7 +424,8 @@ class JobRunner:
             options["vgg_weights"] = str(self.settings.vgg_weights)
         run = load_run(self.model_dir(params["model_id"]), device=_device(self.settings.worker_device),
                        max_pixels=self.settings.max_image_pixels)  # the limit its training data loaded with
-        uploaded = self.uploaded_data_of(params["model_id"])
+        with self.db.session() as s:
+            uploaded = uploaded_archive_of(s, params["model_id"])
         if uploaded is not None:
             # run.json names the archive where the training worker had it; here it is elsewhere.
             run.config = run.config.model_copy(update={"dataset": str(self.scratch.cached(uploaded))})
