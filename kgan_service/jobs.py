@@ -242,11 +242,6 @@ def heartbeat(db: Database, settings: Settings, claim: Claim) -> bool:
     return fenced(db, claim, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.lease_s))
 
 
-def record_progress(db: Database, claim: Claim, **values: Any) -> bool:
-    """Step, total, ETA and the latest metrics; False when the attempt no longer owns the job."""
-    return fenced(db, claim, **values)
-
-
 def cancel_requested(db: Database, job_id: str) -> bool:
     with db.session() as s:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
